@@ -1,0 +1,139 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/qagen/qagen/celery"
+)
+
+// Subscription waits for results the way Celery's client does: SUBSCRIBE to
+// the result channels first, then one GET for results that already exist,
+// then published metas only — no polling.
+type Subscription struct {
+	b    *Backend
+	conn redis.PubSubConn
+	// owned by the caller's goroutine
+	pending map[string]bool
+}
+
+// Subscribe opens a pub/sub connection listening for the given task ids.
+// Subscribe before publishing the tasks, so no result can be missed.
+func (b *Backend) Subscribe(ctx context.Context, taskIDs ...string) (*Subscription, error) {
+	conn, err := b.pool.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &Subscription{b: b, conn: redis.PubSubConn{Conn: conn}, pending: map[string]bool{}}
+	if err := s.Add(taskIDs...); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Add subscribes to more task ids.
+func (s *Subscription) Add(taskIDs ...string) error {
+	if len(taskIDs) == 0 {
+		return nil
+	}
+	chans := make([]any, len(taskIDs))
+	for i, id := range taskIDs {
+		chans[i] = s.b.Key(id)
+		s.pending[id] = true
+	}
+	if err := s.conn.Subscribe(chans...); err != nil {
+		return fmt.Errorf("backend: subscribe: %w", err)
+	}
+	return nil
+}
+
+// Close releases the connection.
+func (s *Subscription) Close() error { return s.conn.Close() }
+
+// Wait returns the ready result of every subscribed id, calling onUpdate (if
+// non-nil) for each meta seen, ready or not. It returns early with ctx's
+// error; results gathered so far are returned too.
+func (s *Subscription) Wait(ctx context.Context, onUpdate func(*celery.ResultMeta)) (map[string]*celery.ResultMeta, error) {
+	done := map[string]*celery.ResultMeta{}
+	ids := make([]string, 0, len(s.pending))
+	for id := range s.pending {
+		ids = append(ids, id)
+	}
+	// Results stored before we subscribed.
+	for start := 0; start < len(ids); start += 1000 {
+		batch := ids[start:min(start+1000, len(ids))]
+		metas, err := s.b.GetMany(ctx, batch)
+		if err != nil {
+			return done, err
+		}
+		for i, m := range metas {
+			if m == nil {
+				continue
+			}
+			if onUpdate != nil {
+				onUpdate(m)
+			}
+			if m.Status.Ready() {
+				done[batch[i]] = m
+				delete(s.pending, batch[i])
+			}
+		}
+	}
+	if len(s.pending) == 0 {
+		return done, nil
+	}
+	// Receive blocks without a timeout (a redigo read timeout breaks the
+	// connection); cancellation unsubscribes, which wakes the receiver.
+	stop := context.AfterFunc(ctx, func() { _ = s.conn.Unsubscribe() })
+	defer stop()
+	for len(s.pending) > 0 {
+		if err := ctx.Err(); err != nil {
+			return done, err
+		}
+		switch v := s.conn.ReceiveWithTimeout(0).(type) {
+		case redis.Message:
+			m, err := celery.ParseResult(v.Data)
+			if err != nil {
+				continue
+			}
+			id := m.TaskID
+			if !s.pending[id] {
+				continue
+			}
+			if onUpdate != nil {
+				onUpdate(m)
+			}
+			if m.Status.Ready() {
+				done[id] = m
+				delete(s.pending, id)
+			}
+		case redis.Subscription:
+			if v.Kind == "unsubscribe" && ctx.Err() != nil {
+				return done, ctx.Err()
+			}
+		case error:
+			if ctx.Err() != nil {
+				return done, ctx.Err()
+			}
+			return done, fmt.Errorf("backend: waiting for results: %w", v)
+		}
+	}
+	return done, nil
+}
+
+// WaitFor subscribes to one task and waits for its ready result.
+func (b *Backend) WaitFor(ctx context.Context, taskID string) (*celery.ResultMeta, error) {
+	s, err := b.Subscribe(ctx, taskID)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	done, err := s.Wait(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	return done[taskID], nil
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/urfave/cli/v2"
+
+	"github.com/qagen/qagen/backend"
+	"github.com/qagen/qagen/broker"
+	"github.com/qagen/qagen/config"
+	"github.com/qagen/qagen/rdb"
+	"github.com/qagen/qagen/tasks"
+	"github.com/qagen/qagen/worker"
+)
+
+func workerCommand() *cli.Command {
+	d := config.DefaultWorker()
+	return &cli.Command{
+		Name:  "worker",
+		Usage: "consume Celery tasks from Redis (drop-in for `celery -A celery_tasks worker`)",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "broker", Usage: "broker URL", Value: d.BrokerURL, EnvVars: []string{config.EnvBrokerURL}, DefaultText: rdb.Redact(d.BrokerURL)},
+			&cli.StringFlag{Name: "result-backend", Usage: "result backend URL", Value: d.BackendURL, EnvVars: []string{config.EnvResultBackend}, DefaultText: rdb.Redact(d.BackendURL)},
+			&cli.StringFlag{Name: "queues", Aliases: []string{"Q"}, Usage: "comma-separated queues", Value: strings.Join(d.Queues, ",")},
+			&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Usage: "tasks run at once", Value: d.Concurrency, EnvVars: []string{"QAGEN_CONCURRENCY"}},
+			&cli.StringFlag{Name: "hostname", Aliases: []string{"n"}, Usage: "nodename (%h host, %n short host, %d domain)", Value: d.Hostname},
+			&cli.StringFlag{Name: "loglevel", Aliases: []string{"l"}, Usage: "debug, info, warning, error", Value: d.LogLevel},
+			&cli.StringFlag{Name: "log-format", Usage: "console or json", Value: d.LogFormat, EnvVars: []string{"QAGEN_LOG_FORMAT"}},
+			&cli.StringFlag{Name: "logfile", Aliases: []string{"f"}, Usage: "log file (%n name, %p nodename, %h host); default stderr"},
+			&cli.StringFlag{Name: "pidfile", Usage: "pid file; refuses to start if it names a live process"},
+			&cli.IntFlag{Name: "prefetch-multiplier", Usage: "messages reserved per slot", Value: d.PrefetchMultiplier},
+			&cli.Float64Flag{Name: "time-limit", Usage: "hard time limit in seconds (0: none)", Value: d.TimeLimit.Seconds()},
+			&cli.Float64Flag{Name: "soft-time-limit", Usage: "soft time limit in seconds (0: none)", Value: d.SoftTimeLimit.Seconds()},
+			&cli.Float64Flag{Name: "visibility-timeout", Usage: "seconds before an unacked message of a dead worker is redelivered", Value: d.VisibilityTimeout.Seconds()},
+			&cli.BoolFlag{Name: "acks-late", Usage: "ack after the task finishes (task_acks_late)", Value: d.AcksLate},
+			&cli.Float64Flag{Name: "result-expires", Usage: "result TTL in seconds (0: never expire)", Value: d.ResultExpires.Seconds()},
+			&cli.BoolFlag{Name: "result-extended", Usage: "store name, args, kwargs, worker, retries and queue with results"},
+			&cli.BoolFlag{Name: "track-started", Usage: "store STARTED before a task runs"},
+			&cli.StringFlag{Name: "timezone", Usage: "app timezone for date_done and retry ETAs", Value: d.Timezone, EnvVars: []string{"QAGEN_TIMEZONE"}},
+			&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys"},
+			&cli.Float64Flag{Name: "shutdown-timeout", Usage: "seconds a warm shutdown waits for running tasks (0: hard time limit + 10 s)"},
+			&cli.StringFlag{Name: "default-queue", Usage: "queue for follow-up tasks whose options name none", Value: d.DefaultQueue},
+		},
+		Action: runWorker,
+	}
+}
+
+func runWorker(c *cli.Context) error {
+	cfg := config.DefaultWorker()
+	cfg.BrokerURL = c.String("broker")
+	cfg.BackendURL = c.String("result-backend")
+	cfg.Queues = splitList(c.String("queues"))
+	cfg.Concurrency = c.Int("concurrency")
+	cfg.Hostname = c.String("hostname")
+	cfg.PrefetchMultiplier = c.Int("prefetch-multiplier")
+	cfg.TimeLimit = secondsFlag(c.Float64("time-limit"))
+	cfg.SoftTimeLimit = secondsFlag(c.Float64("soft-time-limit"))
+	cfg.VisibilityTimeout = secondsFlag(c.Float64("visibility-timeout"))
+	cfg.AcksLate = c.Bool("acks-late")
+	cfg.ResultExpires = secondsFlag(c.Float64("result-expires"))
+	cfg.ResultExtended = c.Bool("result-extended")
+	cfg.TrackStarted = c.Bool("track-started")
+	cfg.Timezone = c.String("timezone")
+	cfg.KeyPrefix = c.String("key-prefix")
+	cfg.ShutdownGrace = secondsFlag(c.Float64("shutdown-timeout"))
+	cfg.DefaultQueue = c.String("default-queue")
+	cfg.PidFile = c.String("pidfile")
+	cfg.LogFile = c.String("logfile")
+	cfg.LogLevel = parseLevel(c.String("loglevel"))
+	cfg.LogFormat = c.String("log-format")
+
+	brokerOpts, backendOpts, loc, err := cfg.Validate()
+	if err != nil {
+		return err
+	}
+	nodename := config.Nodename(cfg.Hostname)
+	var out io.Writer = os.Stderr
+	if cfg.LogFile != "" {
+		path := config.LogFilePath(cfg.LogFile, nodename)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return fmt.Errorf("log file: %w", err)
+		}
+		defer f.Close()
+		out = f
+	}
+	log, err := newLogger(cfg.LogLevel, cfg.LogFormat, out)
+	if err != nil {
+		return err
+	}
+	if cfg.PidFile != "" {
+		release, err := acquirePidFile(cfg.PidFile)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
+
+	brokerPool := brokerOpts.NewPool(rdb.PoolOptions{MaxIdle: 16})
+	defer brokerPool.Close()
+	backendPool := brokerPool
+	if !backendOpts.SameDatabase(brokerOpts) {
+		backendPool = backendOpts.NewPool(rdb.PoolOptions{MaxIdle: 16})
+		defer backendPool.Close()
+	}
+	if err := ping(c.Context, brokerPool); err != nil {
+		return fmt.Errorf("broker %s: %w", brokerOpts, err)
+	}
+	if err := ping(c.Context, backendPool); err != nil {
+		return fmt.Errorf("result backend %s: %w", backendOpts, err)
+	}
+	b := broker.New(brokerPool, broker.Options{KeyPrefix: cfg.KeyPrefix, VisibilityTimeout: cfg.VisibilityTimeout})
+	expires := cfg.ResultExpires
+	if expires == 0 {
+		expires = -1
+	}
+	results := backend.New(backendPool, backend.Options{Expires: expires})
+
+	reg := worker.NewRegistry()
+	tasks.RegisterDiagnostics(reg)
+	w, err := worker.New(worker.Config{
+		Queues: cfg.Queues, Concurrency: cfg.Concurrency, PrefetchMultiplier: cfg.PrefetchMultiplier,
+		Hostname: nodename, AcksLate: cfg.AcksLate, TimeLimit: cfg.TimeLimit, SoftTimeLimit: cfg.SoftTimeLimit,
+		VisibilityTimeout: cfg.VisibilityTimeout, ShutdownGrace: cfg.ShutdownGrace,
+		TrackStarted: cfg.TrackStarted, ResultExtended: cfg.ResultExtended, DefaultQueue: cfg.DefaultQueue,
+		Location: loc, Logger: log,
+	}, reg, b, results)
+	if err != nil {
+		return err
+	}
+	log.Info().Str("broker", brokerOpts.String()).Str("result_backend", backendOpts.String()).
+		Str("version", version).Int("pid", os.Getpid()).Msg("qagen worker starting")
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	defer signal.Stop(sigs)
+	go func() {
+		first := true
+		for s := range sigs {
+			switch {
+			case s == syscall.SIGQUIT || !first:
+				log.Warn().Str("signal", s.String()).Msg("cold shutdown: restoring every unfinished message now")
+				stop()
+				w.Abort()
+			default:
+				log.Info().Str("signal", s.String()).Msg("warm shutdown requested; send it again for a cold shutdown")
+				stop()
+			}
+			first = false
+		}
+	}()
+	return w.Run(ctx)
+}
+
+func ping(ctx context.Context, p *redis.Pool) error {
+	conn, err := p.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.Do("PING")
+	return err
+}
+
+// secondsFlag turns a seconds flag into a duration; 0 stays 0.
+func secondsFlag(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// acquirePidFile writes our pid, refusing when the file names a live
+// process (as Celery's --pidfile does). The returned func removes it.
+func acquirePidFile(path string) (func(), error) {
+	if data, err := os.ReadFile(path); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 && pid != os.Getpid() {
+			if syscall.Kill(pid, 0) == nil || errors.Is(syscall.Kill(pid, 0), syscall.EPERM) {
+				return nil, &exitError{code: 1, err: fmt.Errorf("pid file %s names running process %d; is a worker already running?", path, pid)}
+			}
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("pid file: %w", err)
+	}
+	return func() {
+		if data, err := os.ReadFile(path); err == nil && strings.TrimSpace(string(data)) == strconv.Itoa(os.Getpid()) {
+			os.Remove(path)
+		}
+	}, nil
+}

@@ -1,0 +1,382 @@
+// Package worker runs Celery tasks from a kombu-compatible Redis broker
+// with Celery's execution semantics: prefetch, early or late acks, ETA,
+// expiry, soft and hard time limits, retries, and warm shutdown that puts
+// every unfinished message back.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qagen/qagen/backend"
+	"github.com/qagen/qagen/broker"
+	"github.com/qagen/qagen/celery"
+	"github.com/qagen/qagen/internal/clock"
+)
+
+// Broker is what the worker needs from the message broker.
+type Broker interface {
+	Declare(ctx context.Context, queues ...string) error
+	Fetch(ctx context.Context, queues []string, max int) ([]broker.Delivery, error)
+	FetchBlocking(ctx context.Context, queues []string, timeout time.Duration) (*broker.Delivery, error)
+	Settle(ctx context.Context, s []broker.Settlement) error
+	Publish(ctx context.Context, msgs ...broker.Message) error
+	Restore(ctx context.Context, tags ...string) (int, error)
+	Requeue(ctx context.Context, tags ...string) (int, error)
+	Extend(ctx context.Context, tags []string) error
+	RestoreVisible(ctx context.Context) (int, error)
+}
+
+// ResultStore is what the worker needs from the result backend.
+type ResultStore interface {
+	Store(ctx context.Context, recs ...backend.Record) (int, error)
+}
+
+// Config configures a worker. Zero values mean Celery's defaults, except
+// where noted.
+type Config struct {
+	Queues []string
+	// Concurrency is the number of tasks run at once (default 8).
+	Concurrency int
+	// PrefetchMultiplier: up to Concurrency×PrefetchMultiplier messages are
+	// taken from the queue and not yet acked (default 1; held ETA tasks do
+	// not count, as in Celery).
+	PrefetchMultiplier int
+	// Hostname is the worker's nodename (name@host).
+	Hostname string
+	// AcksLate acks after the task finishes instead of when it starts.
+	AcksLate bool
+	// TimeLimit and SoftTimeLimit are the defaults; 0 means none.
+	TimeLimit     time.Duration
+	SoftTimeLimit time.Duration
+	// VisibilityTimeout must match the broker's; it sets the lease refresh
+	// interval (a quarter of it) unless LeaseInterval is given.
+	VisibilityTimeout time.Duration
+	LeaseInterval     time.Duration
+	// RestoreInterval is how often unacked messages of dead consumers are
+	// looked for (kombu: about every 100 s). Negative disables it.
+	RestoreInterval time.Duration
+	// ShutdownGrace bounds how long a warm shutdown waits for running tasks.
+	ShutdownGrace time.Duration
+	// TrackStarted stores STARTED before a task runs.
+	TrackStarted bool
+	// ResultExtended adds name, args, kwargs, worker, retries and queue to
+	// stored results.
+	ResultExtended bool
+	// DefaultQueue receives follow-up messages whose options name no queue
+	// (Celery's task_default_queue, "celery").
+	DefaultQueue string
+	// Accept lists accepted content types (default JSON only).
+	Accept []string
+	// Location is the zone of date_done and of the ETA of retries (the
+	// Celery app's timezone); default UTC.
+	Location *time.Location
+	// BlockTimeout is the BRPOP timeout when the queues are empty (1 s).
+	BlockTimeout time.Duration
+	Clock        clock.Clock
+	Logger       zerolog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if len(c.Queues) == 0 {
+		return errors.New("worker: no queues to consume")
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 8
+	}
+	if c.PrefetchMultiplier <= 0 {
+		c.PrefetchMultiplier = 1
+	}
+	if c.Hostname == "" {
+		host, _ := os.Hostname()
+		c.Hostname = "celery@" + host
+	}
+	if c.VisibilityTimeout <= 0 {
+		c.VisibilityTimeout = broker.DefaultVisibilityTimeout
+	}
+	if c.LeaseInterval <= 0 {
+		c.LeaseInterval = max(c.VisibilityTimeout/4, 100*time.Millisecond)
+	}
+	if c.RestoreInterval == 0 {
+		c.RestoreInterval = 100 * time.Second
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = max(c.TimeLimit, c.SoftTimeLimit, time.Minute) + 10*time.Second
+	}
+	if c.DefaultQueue == "" {
+		c.DefaultQueue = "celery"
+	}
+	if c.Location == nil {
+		c.Location = time.UTC
+	}
+	if c.BlockTimeout <= 0 {
+		c.BlockTimeout = time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	return nil
+}
+
+// Job states.
+const (
+	jobReserved  int32 = iota // taken from the queue, not started
+	jobActive                 // running
+	jobDone                   // finished; its outcome is being written
+	jobAbandoned              // given up (hard time limit, shutdown); its outcome is ignored
+)
+
+// job is one delivered task message.
+type job struct {
+	d     broker.Delivery
+	msg   *celery.TaskMessage
+	def   *taskDef
+	state atomic.Int32
+	// credit is set while the job holds a prefetch credit.
+	credit atomic.Bool
+	// acked is set once the ack has been handed to the completer.
+	acked   atomic.Bool
+	started time.Time
+	req     *Request
+}
+
+// Worker consumes task messages and runs them.
+type Worker struct {
+	cfg      Config
+	registry *Registry
+	broker   Broker
+	results  ResultStore
+	log      zerolog.Logger
+	clock    clock.Clock
+	pid      int
+
+	credits   *credits
+	pool      *pool
+	scheduler *scheduler
+	completer *completer
+	lease     *leaseKeeper
+	recoverer *recoverer
+
+	// taskCtx is the parent of every task's context; Abort cancels it.
+	taskCtx    context.Context
+	cancelTask context.CancelFunc
+	abort      chan struct{}
+	abortOnce  sync.Once
+
+	mu   sync.Mutex      // guards held
+	held map[string]*job // delivery tag -> job, for messages in unacked
+
+	processed atomic.Int64
+	statsMu   sync.Mutex
+	totals    map[string]int64 // task name -> count
+	started   time.Time
+}
+
+// New returns a worker. Run starts it.
+func New(cfg Config, reg *Registry, b Broker, results ResultStore) (*Worker, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	w := &Worker{
+		cfg: cfg, registry: reg, broker: b, results: results,
+		log: cfg.Logger, clock: cfg.Clock, pid: os.Getpid(),
+		held: map[string]*job{}, totals: map[string]int64{}, abort: make(chan struct{}),
+	}
+	w.taskCtx, w.cancelTask = context.WithCancel(context.Background())
+	w.credits = newCredits(cfg.Concurrency * cfg.PrefetchMultiplier)
+	w.pool = newPool(cfg.Concurrency, w.execute)
+	w.scheduler = newScheduler(w.clock, w.submit)
+	w.completer = newCompleter(b, results, w.log, w.abort)
+	w.lease = &leaseKeeper{broker: b, clock: w.clock, interval: cfg.LeaseInterval, tags: w.heldTags, log: w.log}
+	w.recoverer = &recoverer{broker: b, clock: w.clock, interval: cfg.RestoreInterval, log: w.log}
+	return w, nil
+}
+
+// Config returns the effective configuration.
+func (w *Worker) Config() Config { return w.cfg }
+
+// Abort turns a warm shutdown into a cold one: running tasks are no longer
+// waited for, and every held message is restored at once.
+func (w *Worker) Abort() {
+	w.abortOnce.Do(func() {
+		close(w.abort)
+		w.cancelTask()
+	})
+}
+
+// Run consumes until ctx is done, then shuts down warmly: it stops fetching,
+// puts back the messages that have not started (and the ETA ones it holds),
+// waits up to ShutdownGrace for running tasks, and restores whatever is
+// still unacked. It returns after everything is written.
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.broker.Declare(ctx, w.cfg.Queues...); err != nil {
+		return fmt.Errorf("worker: declare queues: %w", err)
+	}
+	w.started = w.clock.Now()
+	go w.completer.run()
+	w.lease.start()
+	if w.cfg.RestoreInterval > 0 {
+		w.recoverer.start()
+	}
+	w.log.Info().Str("hostname", w.cfg.Hostname).Strs("queues", w.cfg.Queues).
+		Int("concurrency", w.cfg.Concurrency).Int("prefetch", w.credits.capacity()).
+		Bool("acks_late", w.cfg.AcksLate).Strs("tasks", w.registry.Names()).Msg("worker ready")
+
+	fetchDone := make(chan struct{})
+	go func() {
+		defer close(fetchDone)
+		w.consume(ctx)
+	}()
+	<-ctx.Done()
+	w.log.Info().Msg("warm shutdown: no new tasks are taken")
+	w.credits.close()
+	<-fetchDone
+	return w.shutdown()
+}
+
+func (w *Worker) shutdown() error {
+	// Tasks that have not started go back first, so other workers can take
+	// them while this one finishes its running tasks.
+	waiting := append(w.scheduler.close(), w.pool.takeQueued()...)
+	w.restoreJobs(waiting, "not started")
+
+	graceCtx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownGrace)
+	go func() {
+		select {
+		case <-w.abort:
+			cancel()
+		case <-graceCtx.Done():
+		}
+	}()
+	if !w.pool.wait(graceCtx) {
+		w.log.Warn().Dur("grace", w.cfg.ShutdownGrace).Msg("running tasks did not finish in time; restoring their messages")
+		w.cancelTask()
+	}
+	cancel()
+	// Whatever is still held (running late-ack tasks past the grace period)
+	// goes back to the queue; their eventual outcome is ignored.
+	w.mu.Lock()
+	var rest []*job
+	for _, j := range w.held {
+		rest = append(rest, j)
+	}
+	w.mu.Unlock()
+	w.restoreJobs(rest, "unfinished")
+	w.completer.close()
+	w.lease.shutdown()
+	if w.cfg.RestoreInterval > 0 {
+		w.recoverer.shutdown()
+	}
+	w.log.Info().Int64("processed", w.processed.Load()).Msg("worker stopped")
+	return nil
+}
+
+// restoreJobs puts held messages back at the front of their queues.
+func (w *Worker) restoreJobs(jobs []*job, why string) {
+	var tags []string
+	for _, j := range jobs {
+		if j.acked.Load() {
+			continue
+		}
+		if j.state.CompareAndSwap(jobReserved, jobAbandoned) || j.state.CompareAndSwap(jobActive, jobAbandoned) {
+			tags = append(tags, j.d.Tag)
+		}
+	}
+	if len(tags) == 0 {
+		return
+	}
+	n, err := w.broker.Restore(context.Background(), tags...)
+	if err != nil {
+		w.log.Error().Err(err).Int("messages", len(tags)).Msg("could not restore messages; the visibility timeout will bring them back")
+	} else {
+		w.log.Info().Int("messages", n).Str("which", why).Msg("restored unacknowledged messages")
+	}
+	w.mu.Lock()
+	for _, t := range tags {
+		delete(w.held, t)
+	}
+	w.mu.Unlock()
+}
+
+func (w *Worker) heldTags() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	tags := make([]string, 0, len(w.held))
+	for t := range w.held {
+		tags = append(tags, t)
+	}
+	return tags
+}
+
+// Processed is the number of tasks finished since start.
+func (w *Worker) Processed() int64 { return w.processed.Load() }
+
+// credits is the prefetch window: one credit per message taken from the
+// queue and not yet acked.
+type credits struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	free   int
+	total  int
+	closed bool
+}
+
+func newCredits(n int) *credits {
+	c := &credits{free: n, total: n}
+	c.cond = sync.NewCond(&c.mu)
+	return c
+}
+
+func (c *credits) capacity() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.total
+}
+
+// acquire waits for at least one credit and takes up to max; 0 after close.
+func (c *credits) acquire(max int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.free <= 0 && !c.closed {
+		c.cond.Wait()
+	}
+	if c.closed {
+		return 0
+	}
+	n := min(c.free, max)
+	c.free -= n
+	return n
+}
+
+func (c *credits) release(n int) {
+	if n <= 0 {
+		return
+	}
+	c.mu.Lock()
+	c.free += n
+	c.mu.Unlock()
+	c.cond.Signal()
+}
+
+// resize changes the window (pool_grow/shrink change concurrency).
+func (c *credits) resize(total int) {
+	c.mu.Lock()
+	c.free += total - c.total
+	c.total = total
+	c.mu.Unlock()
+	c.cond.Broadcast()
+}
+
+func (c *credits) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cond.Broadcast()
+}
