@@ -221,9 +221,9 @@ func checkRoundTrip(t *testing.T, in, out *celery.TaskMessage, proto int) {
 		wantStamps = json.RawMessage("{}")
 	}
 	assertJSONEqual(t, "stamps", out.Stamps, wantStamps)
-	if len(in.Headers) > 0 {
+	if hs := allHeaders(in); len(hs) > 0 {
 		var custom map[string]json.RawMessage
-		if err := json.Unmarshal(in.Headers, &custom); err != nil {
+		if err := json.Unmarshal(hs, &custom); err != nil {
 			t.Fatal(err)
 		}
 		for k, v := range custom {
@@ -380,7 +380,7 @@ func TestEncodeDates(t *testing.T) {
 		{time.Date(2024, 1, 2, 3, 4, 5, 123456789, time.UTC), "2024-01-02T03:04:05.123456+00:00"},
 		{time.Date(2024, 1, 2, 3, 4, 5, 5000, time.UTC), "2024-01-02T03:04:05.000005+00:00"},
 		{time.Date(2026, 11, 27, 9, 39, 30, 138767000, time.FixedZone("", 9*3600)), "2026-11-27T09:39:30.138767+09:00"},
-		{time.Date(2024, 1, 2, 3, 4, 5, 0, time.FixedZone("", -(5*3600 + 30*60))), "2024-01-02T03:04:05.000000-05:30"},
+		{time.Date(2024, 1, 2, 3, 4, 5, 0, time.FixedZone("", -(5*3600+30*60))), "2024-01-02T03:04:05.000000-05:30"},
 	}
 	for _, c := range cases {
 		if got := celery.FormatTime(c.in); got != c.want {
@@ -589,5 +589,38 @@ func TestResultMetaMarshal(t *testing.T) {
 	}
 	if celery.ResultKey("abc") != "celery-task-meta-abc" {
 		t.Errorf("ResultKey = %q", celery.ResultKey("abc"))
+	}
+}
+
+// TestReencodeKeepsCustomHeaders: a worker that re-publishes a decoded
+// message (retry, requeue) must not lose the custom headers Python set with
+// apply_async(headers=...), and the result must not depend on whether
+// Header() happened to be called first.
+func TestReencodeKeepsCustomHeaders(t *testing.T) {
+	orig := &celery.TaskMessage{ID: "id-1", Task: "t", DeliveryInfo: celery.DeliveryInfo{RoutingKey: "q"},
+		Headers: json.RawMessage(`{"x-tenant": "acme", "x-trace": {"span": 7}}`)}
+	raw, err := celery.EncodeTask(orig, celery.EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, peekFirst := range []bool{false, true} {
+		m, err := celery.DecodeTask(raw, celery.DecodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if peekFirst {
+			if _, ok := m.Header("x-tenant"); !ok {
+				t.Fatalf("x-tenant not decoded")
+			}
+		}
+		m.Retries++
+		again, err := celery.EncodeTask(m, celery.EncodeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, _ := splitEnvelope(t, again)
+		assertJSONEqual(t, "x-tenant after re-encode", env.Headers["x-tenant"], []byte(`"acme"`))
+		assertJSONEqual(t, "x-trace after re-encode", env.Headers["x-trace"], []byte(`{"span": 7}`))
+		assertJSONEqual(t, "retries after re-encode", env.Headers["retries"], []byte(`1`))
 	}
 }

@@ -76,9 +76,12 @@ type TaskMessage struct {
 	ReplacedTaskNesting int
 	StampedHeaders      []string
 	Stamps              json.RawMessage
-	// Headers holds every header of the message, including custom ones
-	// from apply_async(headers=...) (v2 only; nil for v1).
+	// Headers holds custom headers to send (a JSON object; standard keys in
+	// it are ignored by EncodeTask). For a decoded v2 message, RawHeaders
+	// returns every header it carried.
 	Headers json.RawMessage
+	// raw is the envelope the message was decoded from.
+	raw []byte
 
 	// Transport fields.
 	ContentType     string
@@ -167,11 +170,22 @@ type DecodeOptions struct {
 // DecodeTask decodes a raw envelope into a task message. Every failure is a
 // *MessageError carrying the task id when one could be read.
 func DecodeTask(raw []byte, opts DecodeOptions) (*TaskMessage, error) {
-	env, err := ParseEnvelope(raw)
+	env, h, err := scanTaskEnvelope(raw)
 	if err != nil {
-		return nil, &MessageError{Exc: err.(*Exception)}
+		// Tell a broken envelope from malformed headers, for the message.
+		if _, perr := ParseEnvelope(raw); perr != nil {
+			return nil, &MessageError{Exc: perr.(*Exception)}
+		}
+		return nil, &MessageError{Exc: NewException("DecodeError", ModuleKombu, "message headers are malformed: "+err.Error())}
 	}
-	return DecodeEnvelope(env, opts)
+	m, err := decodeTask(env, h, opts)
+	if m != nil {
+		m.raw = raw
+		if m.Protocol == 2 {
+			m.Headers = env.Headers
+		}
+	}
+	return m, err
 }
 
 // DecodeEnvelope decodes a parsed envelope into a task message.
@@ -182,6 +196,14 @@ func DecodeEnvelope(env *Envelope, opts DecodeOptions) (*TaskMessage, error) {
 			return nil, &MessageError{Exc: NewException("DecodeError", ModuleKombu, "message headers are malformed: "+err.Error())}
 		}
 	}
+	m, err := decodeTask(env, &h, opts)
+	if m != nil && m.Protocol == 2 {
+		m.Headers = env.Headers
+	}
+	return m, err
+}
+
+func decodeTask(env *Envelope, h *v2Headers, opts DecodeOptions) (*TaskMessage, error) {
 	m := &TaskMessage{
 		ContentType:     env.ContentType,
 		ContentEncoding: env.ContentEncoding,
@@ -211,12 +233,16 @@ func DecodeEnvelope(env *Envelope, opts DecodeOptions) (*TaskMessage, error) {
 		if err := m.decodeV2Body(body); err != nil {
 			return nil, fail("DecodeError", ModuleKombu, err.Error())
 		}
+		// Celery's trace raises InvalidTaskError for kwargs that are not a
+		// mapping; the v1 path below classifies shapes the same way.
+		if err := m.checkArgShapes(); err != nil {
+			return nil, fail("InvalidTaskError", ModuleCelery, err.Error())
+		}
 		m.Shadow, m.Group, m.GroupIndex = h.Shadow, h.Group, h.GroupIndex
 		m.Retries, m.TimeLimit = int(h.Retries), h.TimeLimit
 		m.RootID, m.ParentID, m.Origin = h.RootID, h.ParentID, h.Origin
 		m.ArgsRepr, m.KwargsRepr, m.IgnoreResult = h.ArgsRepr, h.KwargsRepr, h.IgnoreResult
 		m.ReplacedTaskNesting, m.StampedHeaders, m.Stamps = int(h.ReplacedTaskNesting), h.StampedHeaders, h.Stamps
-		m.Headers = env.Headers
 		if err := m.setTimes(h.ETA, h.Expires, nil); err != nil {
 			return nil, fail("InvalidTaskError", ModuleCelery, err.Error())
 		}
@@ -257,18 +283,15 @@ func DecodeEnvelope(env *Envelope, opts DecodeOptions) (*TaskMessage, error) {
 }
 
 func (m *TaskMessage) decodeV2Body(body []byte) error {
-	var parts []json.RawMessage
-	if err := Unmarshal(body, &parts); err != nil {
-		return fmt.Errorf("task body is not a JSON array [args, kwargs, embed]: %v", err)
+	args, kwargs, embed, allNull, err := scanBody(body)
+	if err != nil {
+		return err
 	}
-	if len(parts) != 3 {
-		return fmt.Errorf("task body has %d elements, want 3 [args, kwargs, embed]", len(parts))
-	}
-	m.Args, m.Kwargs, m.embedRaw = parts[0], parts[1], parts[2]
+	m.Args, m.Kwargs, m.embedRaw = args, kwargs, embed
 	if err := m.checkArgShapes(); err != nil {
 		return err
 	}
-	if !isNull(m.embedRaw) {
+	if !allNull {
 		if err := Unmarshal(m.embedRaw, &m.Embed); err != nil {
 			return fmt.Errorf("task embed is malformed: %v", err)
 		}
@@ -325,13 +348,29 @@ func (m *TaskMessage) Name() string {
 	return m.Task
 }
 
+// RawHeaders returns all headers of a decoded v2 message (including custom
+// ones from apply_async(headers=...)), or Headers for a message built in Go.
+func (m *TaskMessage) RawHeaders() json.RawMessage {
+	if len(m.Headers) > 0 || len(m.raw) == 0 || m.Protocol != 2 {
+		return m.Headers
+	}
+	var env struct {
+		Headers json.RawMessage `json:"headers"`
+	}
+	if Unmarshal(m.raw, &env) == nil {
+		m.Headers = env.Headers
+	}
+	return m.Headers
+}
+
 // Header returns the raw value of a header, including custom ones.
 func (m *TaskMessage) Header(name string) (json.RawMessage, bool) {
-	if len(m.Headers) == 0 {
+	hs := m.RawHeaders()
+	if len(hs) == 0 {
 		return nil, false
 	}
 	var all map[string]json.RawMessage
-	if Unmarshal(m.Headers, &all) != nil {
+	if Unmarshal(hs, &all) != nil {
 		return nil, false
 	}
 	v, ok := all[name]

@@ -37,7 +37,7 @@ func ParseTime(s string, naive *time.Location) (time.Time, error) {
 	}
 	year, month, day := num(1, 0), num(2, 1), num(3, 1)
 	hour, minute, second := num(4, 0), num(5, 0), num(6, 0)
-	if year < 1 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 60 {
+	if year < 1 || month < 1 || month > 12 || day < 1 || day > daysIn(year, month) || hour > 23 || minute > 59 || second > 59 {
 		return time.Time{}, fmt.Errorf("celery: invalid ISO-8601 time %q", s)
 	}
 	nsec := 0

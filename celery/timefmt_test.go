@@ -99,6 +99,8 @@ func TestParseTimeInvalid(t *testing.T) {
 		"2024-04-31T00:00:00",
 		"2024-01-02T24:00:00",
 		"2024-01-02T23:60:00",
+		"2024-01-02T23:59:60", // no leap seconds in Python's datetime (all of 5.2.6, 5.3, 5.4+ refuse it)
+		"9999-12-31T23:59:60", // and rolling it over would leave year 10000, which FormatTime cannot write
 		"2024-01-02T23:59:61",
 		"2024-01-02T03:04:05+24:00", // |offset| must be < 24h
 		"2024-01-02T03:04:05+05:60",

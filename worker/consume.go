@@ -116,17 +116,26 @@ func (w *Worker) submit(j *job) { w.pool.submit(j) }
 func (w *Worker) reject(j *job, taskID, task string, exc *celery.Exception, why string) {
 	w.log.Error().Str("reason", why).Str("task", task).Str("id", taskID).Str("queue", j.d.Queue).
 		Str("error", exc.Error()).Msg("message rejected; kept in the dead-letter list")
-	p := persist{settle: &broker.Settlement{Tag: j.d.Tag, Dead: &broker.DeadRecord{
+	dead := &broker.DeadRecord{
 		Reason: why, Error: exc.Error(), Queue: j.d.Queue, TaskID: taskID, Task: task,
 		Worker: w.cfg.Hostname, DeadAt: float64(w.clock.Now().UnixMicro()) / 1e6, Message: string(j.d.Raw),
-	}}}
+	}
+	var p persist
 	if taskID != "" {
 		meta := &celery.ResultMeta{Status: celery.StateFailure, TaskID: taskID, DateDone: w.now()}
+		if j.msg != nil {
+			meta.GroupID, meta.ParentID = j.msg.Group, j.msg.ParentID
+		}
 		meta.Result, _ = exc.MarshalJSON()
 		p.result = &backend.Record{TaskID: taskID, Meta: meta.AppendJSON(nil)}
 	}
 	j.state.Store(jobDone)
-	p.after = w.settled(j)
+	if j.acked.CompareAndSwap(false, true) {
+		p.settle = &broker.Settlement{Tag: j.d.Tag, Dead: dead}
+		p.after = w.settled(j)
+	} else {
+		p.settle = &broker.Settlement{Dead: dead} // acked early: keep the record only
+	}
 	w.completer.submit(p)
 }
 

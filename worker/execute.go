@@ -62,6 +62,14 @@ func (w *Worker) execute(j *job) bool {
 		return false
 	}
 	j.started = w.clock.Now()
+	w.mu.Lock()
+	w.running[j] = struct{}{}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.running, j)
+		w.mu.Unlock()
+	}()
 	hard, soft := w.limits(j)
 	j.req = &Request{
 		ID: msg.ID, Task: msg.Task, Args: msg.Args, Kwargs: msg.Kwargs, Retries: msg.Retries,
@@ -109,6 +117,9 @@ func (w *Worker) armLimits(j *job, cancel context.CancelCauseFunc, hard, soft ti
 			return
 		}
 		cancel(errHardTimeLimit)
+		w.mu.Lock()
+		delete(w.running, j)
+		w.mu.Unlock()
 		w.log.Error().Str("task", j.msg.Task).Str("id", j.msg.ID).Dur("limit", hard).
 			Msg("hard time limit exceeded; the task's slot is freed and its result discarded")
 		w.pool.handOver()
@@ -152,7 +163,11 @@ func (w *Worker) finish(j *job, res json.RawMessage, err error) {
 	msg := j.msg
 	var retry *RetryError
 	var reject *RejectError
+	var argErr *ArgumentError
 	switch {
+	case errors.As(err, &argErr):
+		w.count(j)
+		w.reject(j, msg.ID, msg.Task, argErr.Exc, "arguments do not match the task")
 	case err == nil:
 		w.count(j)
 		w.log.Info().Str("task", msg.Task).Str("id", msg.ID).Dur("runtime", w.clock.Now().Sub(j.started)).Msg("succeeded")
@@ -259,6 +274,7 @@ func (w *Worker) retry(j *job, r *RetryError) {
 	}
 	eta = eta.In(w.cfg.Location)
 	next := *msg
+	next.Headers = msg.RawHeaders()
 	next.Retries = msg.Retries + 1
 	next.ETA = &eta
 	next.ParentID = msg.ID

@@ -6,78 +6,113 @@ import (
 )
 
 // pool runs jobs on at most `slots` goroutines, first come first served.
-// A runner goroutine keeps taking queued jobs until the queue is empty. A job
-// that passes its hard time limit is detached: its slot is handed to the
-// next job at once, and the stuck goroutine exits when the body returns.
+// Runner goroutines stay parked between jobs, so a busy worker does not
+// start a goroutine per task. A job that passes its hard time limit is
+// detached: its slot goes to the next job at once, and the stuck goroutine
+// exits when the body returns.
 type pool struct {
-	exec func(*job) (detached bool)
+	exec    func(*job) (detached bool)
+	handoff chan *job // to parked runners; closed by stop
 
-	mu      sync.Mutex // guards the fields below
-	slots   int
-	running int
-	queue   []*job
-	idle    chan struct{} // closed and replaced when running drops to 0
+	mu     sync.Mutex // guards the fields below
+	slots  int
+	busy   int // runners holding a slot
+	parked int // runners waiting on handoff
+	queue  []*job
+	idle   chan struct{} // closed and replaced when busy drops to 0
 }
 
 func newPool(slots int, exec func(*job) bool) *pool {
-	return &pool{slots: slots, exec: exec, idle: make(chan struct{})}
+	return &pool{slots: slots, exec: exec, handoff: make(chan *job), idle: make(chan struct{})}
 }
 
 func (p *pool) submit(j *job) {
 	p.mu.Lock()
-	if p.running < p.slots {
-		p.running++
+	if p.busy >= p.slots {
+		p.queue = append(p.queue, j)
+		p.mu.Unlock()
+		return
+	}
+	p.busy++
+	if p.parked > 0 {
+		p.parked--
+		p.mu.Unlock()
+		p.handoff <- j
+		return
+	}
+	p.mu.Unlock()
+	go p.runner(j)
+}
+
+func (p *pool) runner(j *job) {
+	for {
+		if p.exec(j) {
+			return // detached: handOver gave the slot away
+		}
+		var park bool
+		if j, park = p.next(); park {
+			var ok bool
+			if j, ok = <-p.handoff; !ok {
+				return
+			}
+		} else if j == nil {
+			return
+		}
+	}
+}
+
+// next returns the next queued job for a runner whose job finished. With
+// none, the runner gives up its slot and parks (park=true), or exits when
+// the pool has shrunk below its runners.
+func (p *pool) next() (j *job, park bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.queue) > 0 && p.busy <= p.slots {
+		j = p.queue[0]
+		p.queue[0] = nil
+		p.queue = p.queue[1:]
+		return j, false
+	}
+	p.release()
+	if p.parked+p.busy >= p.slots {
+		return nil, false
+	}
+	p.parked++
+	return nil, true
+}
+
+// release gives up a slot. Caller holds mu.
+func (p *pool) release() {
+	p.busy--
+	if p.busy == 0 {
+		close(p.idle)
+		p.idle = make(chan struct{})
+	}
+}
+
+// handOver gives the slot of a detached job to the next queued one.
+func (p *pool) handOver() {
+	p.mu.Lock()
+	if len(p.queue) > 0 {
+		j := p.queue[0]
+		p.queue = p.queue[1:]
 		p.mu.Unlock()
 		go p.runner(j)
 		return
 	}
-	p.queue = append(p.queue, j)
+	p.release()
 	p.mu.Unlock()
 }
 
-func (p *pool) runner(j *job) {
-	for j != nil {
-		if p.exec(j) {
-			return // detached: handOver already gave the slot away
-		}
-		j = p.next()
-	}
-}
-
-// next returns the next queued job, or releases the caller's slot.
-func (p *pool) next() *job {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.queue) > 0 && p.running <= p.slots {
-		j := p.queue[0]
-		p.queue[0] = nil
-		p.queue = p.queue[1:]
-		return j
-	}
-	p.running--
-	if p.running == 0 {
-		close(p.idle)
-		p.idle = make(chan struct{})
-	}
-	return nil
-}
-
-// handOver gives the slot of a detached job to the next one.
-func (p *pool) handOver() {
-	if j := p.next(); j != nil {
-		go p.runner(j)
-	}
-}
-
-// resize changes the number of slots; extra queued jobs start at once.
+// resize changes the number of slots; queued jobs start if there is room.
 func (p *pool) resize(slots int) {
 	p.mu.Lock()
 	p.slots = max(slots, 1)
 	var start []*job
-	for p.running < p.slots && len(p.queue) > 0 {
+	for p.busy < p.slots && len(p.queue) > 0 {
 		start = append(start, p.queue[0])
 		p.queue = p.queue[1:]
-		p.running++
+		p.busy++
 	}
 	p.mu.Unlock()
 	for _, j := range start {
@@ -89,7 +124,7 @@ func (p *pool) resize(slots int) {
 func (p *pool) size() (slots, running, queued int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.slots, p.running, len(p.queue)
+	return p.slots, p.busy, len(p.queue)
 }
 
 // takeQueued removes and returns every job that has not started.
@@ -113,7 +148,7 @@ func (p *pool) queued() []*job {
 func (p *pool) wait(ctx context.Context) bool {
 	for {
 		p.mu.Lock()
-		if p.running == 0 {
+		if p.busy == 0 {
 			p.mu.Unlock()
 			return true
 		}
@@ -126,3 +161,6 @@ func (p *pool) wait(ctx context.Context) bool {
 		}
 	}
 }
+
+// stop ends the parked runners; call it once no more jobs are submitted.
+func (p *pool) stop() { close(p.handoff) }

@@ -110,7 +110,7 @@ func Register[A, R any](r *Registry, name string, fn func(ctx context.Context, a
 		run: func(ctx context.Context, args, kwargs json.RawMessage) (json.RawMessage, error) {
 			a, err := b.bind(args, kwargs)
 			if err != nil {
-				return nil, err
+				return nil, &ArgumentError{Exc: err.(*celery.Exception)}
 			}
 			res, err := fn(ctx, a)
 			if err != nil {
@@ -123,6 +123,14 @@ func Register[A, R any](r *Registry, name string, fn func(ctx context.Context, a
 			return out, nil
 		}}
 }
+
+// ArgumentError means a message's arguments do not fit the task's
+// signature (Python's TypeError); the worker stores FAILURE and keeps the
+// message in the dead-letter list.
+type ArgumentError struct{ Exc *celery.Exception }
+
+func (e *ArgumentError) Error() string { return e.Exc.Error() }
+func (e *ArgumentError) Unwrap() error { return e.Exc }
 
 // RawArgs receives a task's arguments undecoded.
 type RawArgs struct {

@@ -170,8 +170,9 @@ type Worker struct {
 	abort      chan struct{}
 	abortOnce  sync.Once
 
-	mu   sync.Mutex      // guards held
-	held map[string]*job // delivery tag -> job, for messages in unacked
+	mu      sync.Mutex      // guards held and running
+	held    map[string]*job // delivery tag -> job, for messages in unacked
+	running map[*job]struct{}
 
 	processed atomic.Int64
 	statsMu   sync.Mutex
@@ -187,7 +188,7 @@ func New(cfg Config, reg *Registry, b Broker, results ResultStore) (*Worker, err
 	w := &Worker{
 		cfg: cfg, registry: reg, broker: b, results: results,
 		log: cfg.Logger, clock: cfg.Clock, pid: os.Getpid(),
-		held: map[string]*job{}, totals: map[string]int64{}, abort: make(chan struct{}),
+		held: map[string]*job{}, running: map[*job]struct{}{}, totals: map[string]int64{}, abort: make(chan struct{}),
 	}
 	w.taskCtx, w.cancelTask = context.WithCancel(context.Background())
 	w.credits = newCredits(cfg.Concurrency * cfg.PrefetchMultiplier)
@@ -269,6 +270,7 @@ func (w *Worker) shutdown() error {
 	}
 	w.mu.Unlock()
 	w.restoreJobs(rest, "unfinished")
+	w.pool.stop()
 	w.completer.close()
 	w.lease.shutdown()
 	if w.cfg.RestoreInterval > 0 {

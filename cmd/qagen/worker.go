@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,6 +44,7 @@ func workerCommand() *cli.Command {
 			&cli.Float64Flag{Name: "time-limit", Usage: "hard time limit in seconds (0: none)", Value: d.TimeLimit.Seconds()},
 			&cli.Float64Flag{Name: "soft-time-limit", Usage: "soft time limit in seconds (0: none)", Value: d.SoftTimeLimit.Seconds()},
 			&cli.Float64Flag{Name: "visibility-timeout", Usage: "seconds before an unacked message of a dead worker is redelivered", Value: d.VisibilityTimeout.Seconds()},
+			&cli.Float64Flag{Name: "restore-interval", Usage: "seconds between passes that restore unacked messages of dead workers (kombu: ~100)", Value: 100},
 			&cli.BoolFlag{Name: "acks-late", Usage: "ack after the task finishes (task_acks_late)", Value: d.AcksLate},
 			&cli.Float64Flag{Name: "result-expires", Usage: "result TTL in seconds (0: never expire)", Value: d.ResultExpires.Seconds()},
 			&cli.BoolFlag{Name: "result-extended", Usage: "store name, args, kwargs, worker, retries and queue with results"},
@@ -50,6 +52,7 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "timezone", Usage: "app timezone for date_done and retry ETAs", Value: d.Timezone, EnvVars: []string{"QAGEN_TIMEZONE"}},
 			&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys"},
 			&cli.Float64Flag{Name: "shutdown-timeout", Usage: "seconds a warm shutdown waits for running tasks (0: hard time limit + 10 s)"},
+			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile to this file (diagnostics)", Hidden: true},
 			&cli.StringFlag{Name: "default-queue", Usage: "queue for follow-up tasks whose options name none", Value: d.DefaultQueue},
 		},
 		Action: runWorker,
@@ -136,6 +139,7 @@ func runWorker(c *cli.Context) error {
 		Queues: cfg.Queues, Concurrency: cfg.Concurrency, PrefetchMultiplier: cfg.PrefetchMultiplier,
 		Hostname: nodename, AcksLate: cfg.AcksLate, TimeLimit: cfg.TimeLimit, SoftTimeLimit: cfg.SoftTimeLimit,
 		VisibilityTimeout: cfg.VisibilityTimeout, ShutdownGrace: cfg.ShutdownGrace,
+		RestoreInterval: secondsFlag(c.Float64("restore-interval")),
 		TrackStarted: cfg.TrackStarted, ResultExtended: cfg.ResultExtended, DefaultQueue: cfg.DefaultQueue,
 		Location: loc, Logger: log,
 	}, reg, b, results)
@@ -145,6 +149,16 @@ func runWorker(c *cli.Context) error {
 	log.Info().Str("broker", brokerOpts.String()).Str("result_backend", backendOpts.String()).
 		Str("version", version).Int("pid", os.Getpid()).Msg("qagen worker starting")
 
+	if path := c.String("cpu-profile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	sigs := make(chan os.Signal, 2)

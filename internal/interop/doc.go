@@ -1,0 +1,14 @@
+// Package interop holds the cross-language test suite: the qagen Go worker
+// and producer against Debian's real Python Celery 5.2.6 (kombu 5.2.4,
+// redis-py 4.3.4), run with /usr/bin/python3, over Redis database 14
+// (testenv.DBInterop).
+//
+// The tests build cmd/qagen once (TestMain), start worker processes on
+// queues of their own, and drive the Python side with the scripts in
+// testdata/python, which print one JSON line of observations each.
+//
+//	go test ./internal/interop -count=1 -v
+//
+// The tests mostly wait (task sleeps, ETAs, visibility timeouts), so unless
+// -parallel is given they run with a parallelism of 8 instead of GOMAXPROCS.
+package interop

@@ -1,0 +1,543 @@
+package interop
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/google/uuid"
+
+	"github.com/qagen/qagen/internal/testenv"
+)
+
+// Set by TestMain.
+var (
+	qagenBin   string // the qagen binary built for this test run
+	moduleRoot string
+	pyDir      string // testdata/python
+	fixtureDir string // testdata/fixtures
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	// The scenarios spend their time waiting (task sleeps, ETAs, visibility
+	// timeouts), so GOMAXPROCS (2 on CI) would serialize them needlessly.
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "test.parallel" {
+			parallelSet = true
+		}
+	})
+	if !parallelSet {
+		_ = flag.Set("test.parallel", "8")
+	}
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	wd, err := os.Getwd()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "interop:", err)
+		return 1
+	}
+	moduleRoot = filepath.Clean(filepath.Join(wd, "..", ".."))
+	if _, err := os.Stat(filepath.Join(moduleRoot, "go.mod")); err != nil {
+		fmt.Fprintf(os.Stderr, "interop: module root not found from %s: %v\n", wd, err)
+		return 1
+	}
+	pyDir = filepath.Join(moduleRoot, "testdata", "python")
+	fixtureDir = filepath.Join(moduleRoot, "testdata", "fixtures")
+	tmp, err := os.MkdirTemp("", "qagen-interop-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "interop:", err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+	qagenBin = filepath.Join(tmp, "qagen")
+	build := exec.Command("go", "build", "-o", qagenBin, "./cmd/qagen")
+	build.Dir = moduleRoot
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "interop: go build ./cmd/qagen:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// short returns a short unique suffix.
+func short() string { return strings.ReplaceAll(uuid.NewString()[:8], "-", "") }
+
+// newQueue returns a queue name unique to one test.
+func newQueue() string { return "it_" + short() }
+
+// env is the Redis setup a test shares with its Python scripts.
+type env struct {
+	t      *testing.T
+	pool   *redis.Pool
+	url    string
+	queue  string
+	prefix string // kombu global_keyprefix; "" for none
+}
+
+// setup must run before t.Parallel(): the first testenv.Redis call of the
+// binary flushes database 14, which must not happen under a running test.
+func setup(t *testing.T, withPrefix bool) *env {
+	t.Helper()
+	testenv.RequirePython(t)
+	pool, _ := testenv.Redis(t, testenv.DBInterop)
+	e := &env{t: t, pool: pool, url: testenv.URL(testenv.DBInterop), queue: newQueue()}
+	if withPrefix {
+		e.prefix = testenv.Prefix(t)
+	}
+	return e
+}
+
+func (e *env) pyEnv() []string {
+	return append(os.Environ(),
+		"QAGEN_IT_BROKER="+e.url,
+		"QAGEN_IT_BACKEND="+e.url,
+		"QAGEN_IT_QUEUE="+e.queue,
+		"QAGEN_IT_PREFIX="+e.prefix,
+		"PYTHONDONTWRITEBYTECODE=1",
+		"PYTHONUNBUFFERED=1",
+		"PYTHONIOENCODING=utf-8",
+	)
+}
+
+// ---------------------------------------------------------------------------
+// Processes
+
+// proc is a worker process whose output goes to a log file.
+type proc struct {
+	t       testing.TB
+	name    string
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	exitErr error
+	stopped sync.Once
+}
+
+func startProc(t testing.TB, name, dir string, environ []string, argv ...string) *proc {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = environ
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{t: t, name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		p.exitErr = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.stop(60 * time.Second)
+		if t.Failed() {
+			t.Logf("---- log of %s (%s) ----\n%s---- end of %s ----", p.name, strings.Join(argv, " "), p.log(), p.name)
+		}
+	})
+	return p
+}
+
+// stop sends SIGTERM (a warm shutdown) and waits for the process to exit;
+// after timeout it is killed and the test fails. It returns the exit error
+// (nil for exit status 0).
+func (p *proc) stop(timeout time.Duration) error {
+	p.stopped.Do(func() {
+		select {
+		case <-p.done:
+			return
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(timeout):
+			p.t.Errorf("%s did not exit within %s of SIGTERM; killing it", p.name, timeout)
+			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	})
+	<-p.done
+	return p.exitErr
+}
+
+// kill SIGKILLs the process (a crash) and waits for it.
+func (p *proc) kill() {
+	p.stopped.Do(func() {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	})
+	<-p.done
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (p *proc) log() string {
+	b, err := os.ReadFile(p.logPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read log: %v)\n", err)
+	}
+	return string(b)
+}
+
+// waitFor polls until cond holds, failing the test after timeout.
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitLog waits until the log contains s (or the process exits).
+func (p *proc) waitLog(t testing.TB, s string, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, timeout, fmt.Sprintf("%q in the log of %s", s, p.name), func() bool {
+		if p.exited() {
+			t.Fatalf("%s exited (%v) before logging %q", p.name, p.exitErr, s)
+		}
+		return strings.Contains(p.log(), s)
+	})
+}
+
+// ---------------------------------------------------------------------------
+// Go workers
+
+type goWorker struct {
+	*proc
+	hostname string
+}
+
+// startGoWorker starts `qagen worker` on the env's queue with debug JSON
+// logs and waits until it is consuming. extra are more flags.
+func (e *env) startGoWorker(t *testing.T, tag string, concurrency int, extra ...string) *goWorker {
+	t.Helper()
+	host := fmt.Sprintf("go_%s_%s@interop", tag, short())
+	argv := []string{qagenBin, "worker",
+		"--broker", e.url, "--result-backend", e.url,
+		"-Q", e.queue, "-l", "debug", "--log-format", "json",
+		"--hostname", host, "-c", fmt.Sprint(concurrency),
+	}
+	if e.prefix != "" {
+		argv = append(argv, "--key-prefix", e.prefix)
+	}
+	argv = append(argv, extra...)
+	w := &goWorker{proc: startProc(t, "go-worker-"+tag, moduleRoot, os.Environ(), argv...), hostname: host}
+	w.waitLog(t, `"worker ready"`, 15*time.Second)
+	return w
+}
+
+// logLine is one JSON log line of a Go worker.
+type logLine struct {
+	Level   string `json:"level"`
+	Message string `json:"message"`
+	Task    string `json:"task"`
+	ID      string `json:"id"`
+	Count   int    `json:"messages"`
+}
+
+func (w *goWorker) lines() []logLine {
+	var out []logLine
+	sc := bufio.NewScanner(strings.NewReader(w.log()))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var l logLine
+		if json.Unmarshal(sc.Bytes(), &l) == nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// idsWith counts, per task id, the log lines with the given message.
+func (w *goWorker) idsWith(message string) map[string]int {
+	out := map[string]int{}
+	for _, l := range w.lines() {
+		if l.Message == message && l.ID != "" {
+			out[l.ID]++
+		}
+	}
+	return out
+}
+
+func (w *goWorker) messages(message string) []logLine {
+	var out []logLine
+	for _, l := range w.lines() {
+		if l.Message == message {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// Python
+
+// startPyWorker starts a real Celery 5.2.6 worker (testdata/python/pytasks)
+// on the env's queue, solo pool, and waits until it is ready.
+func (e *env) startPyWorker(t *testing.T, tag string) *proc {
+	t.Helper()
+	name := fmt.Sprintf("py_%s_%s", tag, short())
+	argv := []string{testenv.Python, "-m", "celery", "-A", "pytasks", "worker",
+		"-Q", e.queue, "-P", "solo", "-c", "1", "-n", name + "@%h", "-l", "info",
+		"--without-mingle", "--without-gossip", "--without-heartbeat",
+	}
+	p := startProc(t, "py-worker-"+tag, pyDir, e.pyEnv(), argv...)
+	p.waitLog(t, " ready.", 30*time.Second)
+	return p
+}
+
+var pySucceeded = regexp.MustCompile(`Task ([\w.]+)\[([0-9a-f-]{36})\] succeeded`)
+
+// pyIDsSucceeded counts, per task id, the "succeeded" lines of a Python worker.
+func pyIDsSucceeded(p *proc) map[string]int {
+	out := map[string]int{}
+	for _, m := range pySucceeded.FindAllStringSubmatch(p.log(), -1) {
+		out[m[2]]++
+	}
+	return out
+}
+
+// runPy runs testdata/python/client.py with the env's settings and decodes
+// its one line of JSON into out. A script error fails the test.
+func (e *env) runPy(t testing.TB, timeout time.Duration, out any, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testenv.Python, append([]string{"client.py"}, args...)...)
+	cmd.Dir = pyDir
+	cmd.Env = append(e.pyEnv(), fmt.Sprintf("QAGEN_IT_TIMEOUT=%g", (timeout - 5*time.Second).Seconds()))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("client.py %s timed out after %s\nstderr:\n%s", strings.Join(args, " "), timeout, stderr.String())
+	}
+	line := lastLine(stdout.Bytes())
+	if err != nil {
+		t.Fatalf("client.py %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	if err := dec.Decode(out); err != nil {
+		t.Fatalf("client.py %s printed no JSON (%v)\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+	}
+	if testing.Verbose() {
+		t.Logf("client.py %s -> %s", strings.Join(args, " "), abbreviate(string(line), 1500))
+	}
+}
+
+func lastLine(b []byte) []byte {
+	b = bytes.TrimRight(b, "\n")
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		return b[i+1:]
+	}
+	return b
+}
+
+func abbreviate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
+// pyExc is an exception raised by AsyncResult.get() in Python.
+type pyExc struct {
+	Type     string `json:"type"`
+	Module   string `json:"module"`
+	Qualname string `json:"qualname"`
+	Message  string `json:"message"`
+	Args     []any  `json:"args"`
+}
+
+// pyOutcome is client.py's description of one task.
+type pyOutcome struct {
+	ID                  string          `json:"id"`
+	Got                 bool            `json:"got"`
+	Result              json.RawMessage `json:"result"`
+	Raised              *pyExc          `json:"raised"`
+	RaisedIsValueError  bool            `json:"raised_is_value_error"`
+	State               string          `json:"state"`
+	Traceback           *string         `json:"traceback"`
+	DateDone            *string         `json:"date_done"`
+	DateDoneTS          *float64        `json:"date_done_ts"`
+	Worker              *string         `json:"worker"`
+	Retries             *int            `json:"retries"`
+	StatesSeen          []string        `json:"states_seen"`
+	SentAtTS            float64         `json:"sent_at_ts"`
+	StateAt1s           string          `json:"state_at_1s"`
+	Equal               bool            `json:"equal"`
+	ETA                 string          `json:"eta"`
+	ETATS               float64         `json:"eta_ts"`
+	DeadFound           bool            `json:"dead_found"`
+	DeadRecord          map[string]any  `json:"dead_record"`
+	DeadMessageID       string          `json:"dead_message_id"`
+	DeadMessageTask     string          `json:"dead_message_task"`
+	DeadMessageError    string          `json:"dead_message_error"`
+	Sent                json.RawMessage `json:"sent"`
+	ErrorFromPython     *pyExc          `json:"error"`
+	TracebackFromPython string          `json:"traceback_py"`
+}
+
+func (o *pyOutcome) String() string {
+	b, _ := json.Marshal(o)
+	return abbreviate(string(b), 2000)
+}
+
+// expectSuccess checks a SUCCESS outcome whose result equals want (JSON).
+func expectSuccess(t testing.TB, what string, o pyOutcome, want string) {
+	t.Helper()
+	if o.Raised != nil || !o.Got {
+		t.Errorf("%s: get() raised %+v, want result %s (state %s)", what, o.Raised, want, o.State)
+		return
+	}
+	if o.State != "SUCCESS" {
+		t.Errorf("%s: state %s, want SUCCESS", what, o.State)
+	}
+	if !jsonEqual(o.Result, []byte(want)) {
+		t.Errorf("%s: result %s, want %s", what, o.Result, want)
+	}
+	if o.DateDone == nil {
+		t.Errorf("%s: date_done is missing", what)
+	}
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	da := json.NewDecoder(bytes.NewReader(a))
+	da.UseNumber()
+	db := json.NewDecoder(bytes.NewReader(b))
+	db.UseNumber()
+	if da.Decode(&x) != nil || db.Decode(&y) != nil {
+		return false
+	}
+	xb, _ := json.Marshal(x)
+	yb, _ := json.Marshal(y)
+	return bytes.Equal(xb, yb)
+}
+
+// ---------------------------------------------------------------------------
+// qagen call
+
+type callResult struct {
+	stdout, stderr string
+	exitCode       int
+	elapsed        time.Duration
+}
+
+// qagenCall runs `qagen call TASK --wait` with the env's broker and backend.
+func (e *env) qagenCall(t testing.TB, task string, timeout time.Duration, flags ...string) callResult {
+	t.Helper()
+	argv := append([]string{"call", task, "-Q", e.queue, "--wait", "--timeout", timeout.String(),
+		"--broker", e.url, "--result-backend", e.url}, flags...)
+	if e.prefix != "" {
+		argv = append(argv, "--key-prefix", e.prefix)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qagenBin, argv...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r := callResult{stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.exitCode = ee.ExitCode()
+	default:
+		t.Fatalf("qagen %s: %v", strings.Join(argv, " "), err)
+	}
+	t.Logf("qagen call %s %s -> exit %d in %s\nstdout: %s\nstderr: %s", task, strings.Join(flags, " "),
+		r.exitCode, r.elapsed.Round(time.Millisecond), strings.TrimSpace(r.stdout), strings.TrimSpace(r.stderr))
+	return r
+}
+
+// ---------------------------------------------------------------------------
+// Redis
+
+func (e *env) do(t testing.TB, cmd string, args ...any) any {
+	t.Helper()
+	c := e.pool.Get()
+	defer c.Close()
+	v, err := c.Do(cmd, args...)
+	if err != nil {
+		t.Fatalf("redis %s %v: %v", cmd, args, err)
+	}
+	return v
+}
+
+// queueLists are the four priority lists of the env's queue (prefixed).
+func (e *env) queueLists() []string {
+	q := e.prefix + e.queue
+	return []string{q, q + "\x06\x163", q + "\x06\x166", q + "\x06\x169"}
+}
+
+// brokerCounts returns the messages waiting in the queue and the entries of
+// unacked and unacked_index (under the env's prefix).
+func (e *env) brokerCounts(t testing.TB) (queued, unacked, index int) {
+	t.Helper()
+	for _, l := range e.queueLists() {
+		n, _ := redis.Int(e.do(t, "LLEN", l), nil)
+		queued += n
+	}
+	unacked, _ = redis.Int(e.do(t, "HLEN", e.prefix+"unacked"), nil)
+	index, _ = redis.Int(e.do(t, "ZCARD", e.prefix+"unacked_index"), nil)
+	return queued, unacked, index
+}
+
+// expectBrokerEmpty waits (a late ack lands just after the result) until
+// the queue, unacked and unacked_index are empty.
+func (e *env) expectBrokerEmpty(t testing.TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		q, u, i := e.brokerCounts(t)
+		if q == 0 && u == 0 && i == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("broker not empty after the run: %d queued, %d in %sunacked, %d in %sunacked_index",
+				q, u, e.prefix, i, e.prefix)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

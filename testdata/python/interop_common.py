@@ -1,0 +1,75 @@
+"""Shared helpers for the Python side of the qagen interop tests.
+
+Parameters come from the environment (set by internal/interop):
+
+    QAGEN_IT_BROKER    broker URL (Redis database 14)
+    QAGEN_IT_BACKEND   result backend URL
+    QAGEN_IT_QUEUE     the test's queue
+    QAGEN_IT_PREFIX    kombu global_keyprefix ("" for none)
+
+Every script prints exactly one JSON line on stdout with its observations;
+the Go tests assert on it. Diagnostics go to stderr.
+"""
+
+import json
+import os
+import sys
+import traceback
+
+from celery import Celery
+
+BROKER = os.environ.get("QAGEN_IT_BROKER", "redis://127.0.0.1:6379/14")
+BACKEND = os.environ.get("QAGEN_IT_BACKEND", BROKER)
+QUEUE = os.environ.get("QAGEN_IT_QUEUE", "")
+PREFIX = os.environ.get("QAGEN_IT_PREFIX", "")
+
+
+def make_app(name="qagen_interop", **conf):
+    app = Celery(name, broker=BROKER, backend=BACKEND)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=False,
+        broker_connection_max_retries=3,
+        redis_socket_timeout=30,
+        redis_socket_connect_timeout=5,
+    )
+    if PREFIX:
+        app.conf.broker_transport_options = {"global_keyprefix": PREFIX}
+    app.conf.update(**conf)
+    return app
+
+
+def redis_client():
+    import redis
+
+    return redis.Redis.from_url(BROKER)
+
+
+def exc_info(exc):
+    """A JSON-friendly description of an exception raised by get()."""
+    cls = type(exc)
+    return {
+        "type": cls.__name__,
+        "module": cls.__module__,
+        "qualname": "%s.%s" % (cls.__module__, cls.__qualname__),
+        "message": str(exc),
+        "args": [a if isinstance(a, (str, int, float, bool, type(None))) else repr(a) for a in exc.args],
+    }
+
+
+def emit(obj):
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def run(main):
+    """Run main() and emit its result, or an {"error": ...} line."""
+    try:
+        out = main()
+    except BaseException as exc:  # noqa: BLE001 - report everything to Go
+        traceback.print_exc()
+        emit({"error": exc_info(exc), "traceback": traceback.format_exc()})
+        sys.exit(1)
+    emit(out)
