@@ -173,14 +173,16 @@ func (b *Broker) Declare(ctx context.Context, queues ...string) error {
 // read would crash a Python worker; it goes to the dead-letter list instead.
 const registerLua = `
 -- jsonField returns the string value of a key that occurs exactly once in
--- the envelope and needs no unescaping, or nil. Plain finds cost a fraction
--- of decoding the envelope; anything unusual falls back to cjson. Inside a
--- JSON string every quote is escaped, so "key" followed by a colon cannot
--- come from string contents.
-local function jsonField(m, key)
+-- the envelope, after position after (the "properties" key), and needs no
+-- unescaping, or nil. Plain finds cost a fraction of decoding the envelope;
+-- anything unusual falls back to cjson. Inside a JSON string every quote is
+-- escaped, so "key" followed by a colon cannot come from string contents.
+-- kombu and Go both write headers before properties, so a header of the same
+-- name is never taken for the property.
+local function jsonField(m, key, after)
   local q = '"' .. key .. '"'
   local s, e = string.find(m, q, 1, true)
-  if not s or string.find(m, q, e + 1, true) then return nil end
+  if not s or s < after or string.find(m, q, e + 1, true) then return nil end
   local _, ve = string.find(m, '^%s*:%s*"', e + 1)
   if not ve then return nil end
   local close = string.find(m, '"', ve + 1, true)
@@ -191,7 +193,11 @@ local function jsonField(m, key)
 end
 
 local function register(m, queue, now)
-  local tag, ex, rk = jsonField(m, 'delivery_tag'), jsonField(m, 'exchange'), jsonField(m, 'routing_key')
+  local tag, ex, rk
+  local _, pe = string.find(m, '"properties"', 1, true)
+  if pe and not string.find(m, '"properties"', pe + 1, true) then
+    tag, ex, rk = jsonField(m, 'delivery_tag', pe), jsonField(m, 'exchange', pe), jsonField(m, 'routing_key', pe)
+  end
   local ok = true
   if not (tag and ex and rk) then
     local env

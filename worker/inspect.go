@@ -73,3 +73,15 @@ func (w *Worker) Totals() map[string]int64 {
 	}
 	return out
 }
+
+// SetConcurrency changes how many tasks run at once, and the prefetch
+// window with it (Celery's pool_grow/pool_shrink).
+func (w *Worker) SetConcurrency(n int) {
+	n = max(n, 1)
+	w.pool.resize(n)
+	w.credits.resize(n * w.cfg.PrefetchMultiplier)
+}
+
+// PoolSize reports the pool's slots, the tasks running and the tasks
+// waiting for a slot.
+func (w *Worker) PoolSize() (slots, running, queued int) { return w.pool.size() }

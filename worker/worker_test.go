@@ -676,3 +676,28 @@ func TestRejectAndIgnore(t *testing.T) {
 	}
 	_ = errors.New
 }
+
+func TestSetConcurrency(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	defer g.open()
+	h := newHarness(t, func(c *worker.Config) { c.Concurrency = 1 })
+	g.register(h.reg, false)
+	h.start()
+	for i := 0; i < 3; i++ {
+		h.send("test.block", nil, producer.Options{})
+	}
+	g.waitStarted(t)
+	h.w.SetConcurrency(3)
+	g.waitStarted(t)
+	g.waitStarted(t)
+	if slots, running, _ := h.w.PoolSize(); slots != 3 || running != 3 {
+		t.Fatalf("slots %d running %d", slots, running)
+	}
+	h.w.SetConcurrency(1)
+	g.open()
+	h.eventually("done", func() bool { return h.w.Processed() == 3 })
+	if slots, running, _ := h.w.PoolSize(); slots != 1 || running != 0 {
+		t.Fatalf("after shrink: slots %d running %d", slots, running)
+	}
+}

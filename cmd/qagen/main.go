@@ -25,10 +25,51 @@ func main() {
 			callCommand(),
 		},
 	}
-	if err := app.Run(os.Args); err != nil {
+	if err := app.Run(interspersed(app, os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "qagen:", err)
 		os.Exit(exitCode(err))
 	}
+}
+
+// interspersed lets flags follow positional arguments (`qagen call TASK
+// --args ...`, as with `celery call`): urfave/cli v2 stops at the first
+// positional argument, so the positional ones are moved to the end.
+func interspersed(app *cli.App, args []string) []string {
+	if len(args) < 3 {
+		return args
+	}
+	cmd := app.Command(args[1])
+	if cmd == nil {
+		return args
+	}
+	takesValue := map[string]bool{}
+	for _, f := range cmd.Flags {
+		_, isBool := f.(*cli.BoolFlag)
+		for _, name := range f.Names() {
+			takesValue[name] = !isBool
+		}
+	}
+	out := append([]string{}, args[:2]...)
+	var positional []string
+	rest := args[2:]
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		switch {
+		case a == "--":
+			positional = append(positional, rest[i+1:]...)
+			i = len(rest)
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			out = append(out, a)
+			name := strings.TrimLeft(a, "-")
+			if !strings.Contains(name, "=") && takesValue[name] && i+1 < len(rest) {
+				i++
+				out = append(out, rest[i])
+			}
+		default:
+			positional = append(positional, a)
+		}
+	}
+	return append(append(out, "--"), positional...)
 }
 
 // exitError carries a process exit code.

@@ -341,7 +341,7 @@ func (e *env) runPy(t testing.TB, timeout time.Duration, out any, args ...string
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testenv.Python, append([]string{"client.py"}, args...)...)
 	cmd.Dir = pyDir
-	cmd.Env = append(e.pyEnv(), fmt.Sprintf("QAGEN_IT_TIMEOUT=%g", (timeout - 5*time.Second).Seconds()))
+	cmd.Env = append(e.pyEnv(), fmt.Sprintf("QAGEN_IT_TIMEOUT=%g", (timeout-5*time.Second).Seconds()))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -464,11 +464,14 @@ type callResult struct {
 // qagenCall runs `qagen call TASK --wait` with the env's broker and backend.
 func (e *env) qagenCall(t testing.TB, task string, timeout time.Duration, flags ...string) callResult {
 	t.Helper()
-	argv := append([]string{"call", task, "-Q", e.queue, "--wait", "--timeout", timeout.String(),
+	// urfave/cli stops parsing flags at the first positional argument, so
+	// the task name goes last.
+	argv := append([]string{"call", "-Q", e.queue, "--wait", "--timeout", timeout.String(),
 		"--broker", e.url, "--result-backend", e.url}, flags...)
 	if e.prefix != "" {
 		argv = append(argv, "--key-prefix", e.prefix)
 	}
+	argv = append(argv, task)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout+10*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qagenBin, argv...)

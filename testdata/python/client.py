@@ -101,7 +101,8 @@ def sc_args():
 
 
 def sc_protocol(version):
-    a = make_app("proto%d" % version, task_protocol=int(version))
+    version = int(version)
+    a = make_app("proto%d" % version, task_protocol=version)
     env, body = probe_envelope(a, "qagen.add", [20, 22])
     decoded = json.loads(body)
     r = send("qagen.add", args=[20, 22], a=a)
