@@ -314,7 +314,11 @@ func TestHardTimeLimitFreesSlot(t *testing.T) {
 	t.Parallel()
 	g := newGate()
 	defer g.open()
-	h := newHarness(t, func(c *worker.Config) { c.Concurrency = 1; c.TimeLimit = 10 * time.Second; c.SoftTimeLimit = 5 * time.Second })
+	h := newHarness(t, func(c *worker.Config) {
+		c.Concurrency = 1
+		c.TimeLimit = 10 * time.Second
+		c.SoftTimeLimit = 5 * time.Second
+	})
 	g.register(h.reg, true) // ignores cancellation
 	h.start()
 	stuck := h.send("test.block", nil, producer.Options{})

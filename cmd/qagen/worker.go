@@ -140,7 +140,7 @@ func runWorker(c *cli.Context) error {
 		Hostname: nodename, AcksLate: cfg.AcksLate, TimeLimit: cfg.TimeLimit, SoftTimeLimit: cfg.SoftTimeLimit,
 		VisibilityTimeout: cfg.VisibilityTimeout, ShutdownGrace: cfg.ShutdownGrace,
 		RestoreInterval: secondsFlag(c.Float64("restore-interval")),
-		TrackStarted: cfg.TrackStarted, ResultExtended: cfg.ResultExtended, DefaultQueue: cfg.DefaultQueue,
+		TrackStarted:    cfg.TrackStarted, ResultExtended: cfg.ResultExtended, DefaultQueue: cfg.DefaultQueue,
 		Location: loc, Logger: log,
 	}, reg, b, results)
 	if err != nil {
