@@ -24,6 +24,18 @@ import (
 
 const sep = "\x06\x16"
 
+var firstRedis sync.Once
+
+// redisPool is testenv.Redis on the broker database. testenv flushes the
+// database in the first call of the test binary, but a parallel test that
+// calls it a moment later is not held back and may already have written
+// keys when the FLUSHDB runs; sync.Once makes every caller wait for it.
+func redisPool(t *testing.T) (*redis.Pool, rdb.Options) {
+	t.Helper()
+	firstRedis.Do(func() { testenv.Redis(t, testenv.DBBroker) })
+	return testenv.Redis(t, testenv.DBBroker)
+}
+
 // env is one test's broker on its own key prefix in the broker database.
 type env struct {
 	t      *testing.T
@@ -39,7 +51,7 @@ type env struct {
 // what Python writes).
 func newEnv(t *testing.T, fake bool, opts broker.Options) *env {
 	t.Helper()
-	pool, ropts := testenv.Redis(t, testenv.DBBroker)
+	pool, ropts := redisPool(t)
 	e := &env{t: t, pool: pool, ropts: ropts, prefix: testenv.Prefix(t)}
 	opts.KeyPrefix = e.prefix
 	if fake {

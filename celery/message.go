@@ -288,9 +288,6 @@ func (m *TaskMessage) decodeV2Body(body []byte) error {
 		return err
 	}
 	m.Args, m.Kwargs, m.embedRaw = args, kwargs, embed
-	if err := m.checkArgShapes(); err != nil {
-		return err
-	}
 	if !allNull {
 		if err := Unmarshal(m.embedRaw, &m.Embed); err != nil {
 			return fmt.Errorf("task embed is malformed: %v", err)

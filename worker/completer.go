@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -31,6 +32,9 @@ type completer struct {
 	done    chan struct{}
 	// abort makes a failing write give up instead of retrying forever.
 	abort <-chan struct{}
+
+	mu     sync.RWMutex // guards closed against sends on a closed channel
+	closed bool
 }
 
 const maxBatch = 512
@@ -39,8 +43,17 @@ func newCompleter(b Broker, r ResultStore, log zerolog.Logger, abort <-chan stru
 	return &completer{broker: b, results: r, log: log, in: make(chan persist, 4*maxBatch), done: make(chan struct{}), abort: abort}
 }
 
-// submit queues work; it never drops it.
-func (c *completer) submit(p persist) { c.in <- p }
+// submit queues work. Only writes that arrive after close (from a task the
+// shutdown already gave up) are dropped, and logged.
+func (c *completer) submit(p persist) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		c.log.Error().Msg("a write arrived after shutdown and was dropped")
+		return
+	}
+	c.in <- p
+}
 
 // run writes batches until in is closed and drained. The completer
 // goroutine owns batch.
@@ -67,7 +80,10 @@ func (c *completer) run() {
 
 // close stops accepting work and waits until everything queued is written.
 func (c *completer) close() {
+	c.mu.Lock()
+	c.closed = true
 	close(c.in)
+	c.mu.Unlock()
 	<-c.done
 }
 

@@ -177,7 +177,7 @@ func (w *Worker) finish(j *job, res json.RawMessage, err error) {
 			meta.Children = w.children(p.publish)
 			p.result = &backend.Record{TaskID: msg.ID, Meta: meta.AppendJSON(nil)}
 		}
-		w.settleWith(j, p)
+		w.finishPart(j, p, celery.StateSuccess, res)
 	case errors.As(err, &retry):
 		w.retry(j, retry)
 	case errors.As(err, &reject):
@@ -227,7 +227,7 @@ func (w *Worker) finishFailure(j *job, exc *celery.Exception, traceback string) 
 	meta := w.meta(j, celery.StateFailure, result, traceback)
 	msgs, others := w.failureFollowUps(j, meta)
 	p := persist{publish: msgs, result: &backend.Record{TaskID: j.msg.ID, Meta: meta.AppendJSON(nil)}}
-	w.settleWith(j, p)
+	w.finishPart(j, p, celery.StateFailure, result)
 	for _, m := range others {
 		w.completer.submit(persist{result: &backend.Record{TaskID: m.TaskID, Meta: m.AppendJSON(nil)}})
 	}
@@ -238,7 +238,7 @@ func (w *Worker) finishRevoked(j *job, reason string) {
 	result, _ := celery.ErrRevoked(reason).MarshalJSON()
 	meta := w.meta(j, celery.StateRevoked, result, "")
 	j.state.Store(jobDone)
-	w.settleWith(j, persist{result: &backend.Record{TaskID: j.msg.ID, Meta: meta.AppendJSON(nil)}})
+	w.finishPart(j, persist{result: &backend.Record{TaskID: j.msg.ID, Meta: meta.AppendJSON(nil)}}, celery.StateRevoked, result)
 }
 
 // retry re-publishes the task as Celery's Task.retry does, or fails it when

@@ -37,6 +37,7 @@ type Broker interface {
 // ResultStore is what the worker needs from the result backend.
 type ResultStore interface {
 	Store(ctx context.Context, recs ...backend.Record) (int, error)
+	JoinChord(ctx context.Context, groupID string, groupIndex *int, part backend.ChordPart) ([]backend.ChordPart, error)
 }
 
 // Config configures a worker. Zero values mean Celery's defaults, except
@@ -174,6 +175,9 @@ type Worker struct {
 	held    map[string]*job // delivery tag -> job, for messages in unacked
 	running map[*job]struct{}
 
+	// joins counts chord joins in flight; shutdown waits for them.
+	joins sync.WaitGroup
+
 	processed atomic.Int64
 	statsMu   sync.Mutex
 	totals    map[string]int64 // task name -> count
@@ -261,15 +265,19 @@ func (w *Worker) shutdown() error {
 		w.cancelTask()
 	}
 	cancel()
-	// Whatever is still held (running late-ack tasks past the grace period)
-	// goes back to the queue; their eventual outcome is ignored.
+	// Tasks still running past the grace period are given up: their outcome
+	// is ignored, and their messages, if not acked yet, go back to the queue.
 	w.mu.Lock()
 	var rest []*job
+	for j := range w.running {
+		rest = append(rest, j)
+	}
 	for _, j := range w.held {
 		rest = append(rest, j)
 	}
 	w.mu.Unlock()
 	w.restoreJobs(rest, "unfinished")
+	w.joins.Wait()
 	w.pool.stop()
 	w.completer.close()
 	w.lease.shutdown()
@@ -280,14 +288,15 @@ func (w *Worker) shutdown() error {
 	return nil
 }
 
-// restoreJobs puts held messages back at the front of their queues.
+// restoreJobs gives up jobs that have not finished and puts the messages
+// of those not yet acked back at the front of their queues.
 func (w *Worker) restoreJobs(jobs []*job, why string) {
 	var tags []string
 	for _, j := range jobs {
-		if j.acked.Load() {
+		if !j.state.CompareAndSwap(jobReserved, jobAbandoned) && !j.state.CompareAndSwap(jobActive, jobAbandoned) {
 			continue
 		}
-		if j.state.CompareAndSwap(jobReserved, jobAbandoned) || j.state.CompareAndSwap(jobActive, jobAbandoned) {
+		if !j.acked.Load() {
 			tags = append(tags, j.d.Tag)
 		}
 	}

@@ -705,3 +705,51 @@ func TestSetConcurrency(t *testing.T) {
 		t.Fatalf("after shrink: slots %d running %d", slots, running)
 	}
 }
+
+func TestChordJoin(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.start()
+	c := h.conn()
+	header := func(id, group string, index int, task, args, callbackID string) {
+		body := `[` + args + `, {}, {"callbacks": null, "errbacks": null, "chain": null, "chord":
+		  {"task": "qagen.echo", "args": [], "kwargs": {}, "options": {"task_id": "` + callbackID + `", "queue": "q"}, "subtask_type": null, "immutable": false}}]`
+		var parts []json.RawMessage
+		json.Unmarshal([]byte(body), &parts)
+		m := &celery.TaskMessage{ID: id, Task: task, Args: parts[0], Kwargs: parts[1], Group: group, GroupIndex: &index,
+			DeliveryInfo: celery.DeliveryInfo{RoutingKey: h.queue}}
+		json.Unmarshal(parts[2], &m.Embed)
+		env, _ := celery.EncodeTask(m, celery.EncodeOptions{})
+		if err := h.broker.Publish(context.Background(), broker.Message{Queue: h.queue, Body: env}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The client sets the chord size before sending the header tasks.
+	setSize := func(group string, n int) {
+		if _, err := c.Do("SETEX", h.backend.GroupKey(group)+".s", 86400, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setSize("g-ok", 3)
+	header("h-2", "g-ok", 2, "qagen.add", "[2, 2]", "cb-ok")
+	header("h-0", "g-ok", 0, "qagen.add", "[0, 0]", "cb-ok")
+	header("h-1", "g-ok", 1, "qagen.add", "[1, 1]", "cb-ok")
+	m := h.result("cb-ok")
+	if m.Status != celery.StateSuccess || string(m.Result) != "[0,2,4]" {
+		t.Fatalf("chord callback %s %s", m.Status, m.Result)
+	}
+	h.eventually("chord keys deleted", func() bool {
+		n, _ := redis.Int(c.Do("EXISTS", h.backend.GroupKey("g-ok")+".j"))
+		return n == 0
+	})
+
+	setSize("g-bad", 2)
+	header("hb-0", "g-bad", 0, "qagen.add", "[1, 1]", "cb-bad")
+	header("hb-1", "g-bad", 1, "qagen.fail", `["header broke"]`, "cb-bad")
+	m = h.result("cb-bad")
+	exc := h.exception(m)
+	if m.Status != celery.StateFailure || exc.Type != "ChordError" || !strings.Contains(exc.Message(), "Dependency hb-1 raised ValueError('header broke')") {
+		t.Fatalf("failed chord %s %s", m.Status, m.Result)
+	}
+	h.eventually("acked", func() bool { return h.unacked() == 0 })
+}
