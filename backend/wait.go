@@ -3,6 +3,7 @@ package backend
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 
@@ -17,6 +18,7 @@ type Subscription struct {
 	conn redis.PubSubConn
 	// owned by the caller's goroutine
 	pending map[string]bool
+	early   []redis.Message // published while Add awaited confirmations
 }
 
 // Subscribe opens a pub/sub connection listening for the given task ids.
@@ -46,6 +48,21 @@ func (s *Subscription) Add(taskIDs ...string) error {
 	}
 	if err := s.conn.Subscribe(chans...); err != nil {
 		return fmt.Errorf("backend: subscribe: %w", err)
+	}
+	// Wait for Redis to confirm every channel: Wait's GET goes over another
+	// connection, and a result stored between that GET and an unconfirmed
+	// SUBSCRIBE would be missed.
+	for confirmed := 0; confirmed < len(chans); {
+		switch v := s.conn.ReceiveWithTimeout(30 * time.Second).(type) {
+		case redis.Subscription:
+			if v.Kind == "subscribe" {
+				confirmed++
+			}
+		case redis.Message:
+			s.early = append(s.early, v)
+		case error:
+			return fmt.Errorf("backend: subscribe: %w", v)
+		}
 	}
 	return nil
 }
@@ -87,29 +104,42 @@ func (s *Subscription) Wait(ctx context.Context, onUpdate func(*celery.ResultMet
 	}
 	// Receive blocks without a timeout (a redigo read timeout breaks the
 	// connection); cancellation unsubscribes, which wakes the receiver.
-	stop := context.AfterFunc(ctx, func() { _ = s.conn.Unsubscribe() })
-	defer stop()
+	// Wait does not return while that UNSUBSCRIBE is still being written:
+	// the caller's Close would write to the connection at the same time.
+	unsubscribed := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(unsubscribed)
+		_ = s.conn.Unsubscribe()
+	})
+	defer func() {
+		if !stop() {
+			<-unsubscribed
+		}
+	}()
+	handle := func(v redis.Message) {
+		m, err := celery.ParseResult(v.Data)
+		if err != nil || !s.pending[m.TaskID] {
+			return
+		}
+		if onUpdate != nil {
+			onUpdate(m)
+		}
+		if m.Status.Ready() {
+			done[m.TaskID] = m
+			delete(s.pending, m.TaskID)
+		}
+	}
+	for _, v := range s.early {
+		handle(v)
+	}
+	s.early = nil
 	for len(s.pending) > 0 {
 		if err := ctx.Err(); err != nil {
 			return done, err
 		}
 		switch v := s.conn.ReceiveWithTimeout(0).(type) {
 		case redis.Message:
-			m, err := celery.ParseResult(v.Data)
-			if err != nil {
-				continue
-			}
-			id := m.TaskID
-			if !s.pending[id] {
-				continue
-			}
-			if onUpdate != nil {
-				onUpdate(m)
-			}
-			if m.Status.Ready() {
-				done[id] = m
-				delete(s.pending, id)
-			}
+			handle(v)
 		case redis.Subscription:
 			if v.Kind == "unsubscribe" && ctx.Err() != nil {
 				return done, ctx.Err()

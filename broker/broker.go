@@ -542,14 +542,19 @@ func (b *Broker) UnackedCount(ctx context.Context) (int, error) {
 	return redis.Int(conn.Do("HLEN", b.Key(b.opts.UnackedKey)))
 }
 
-// DeadLetters returns up to n records of the dead-letter list, newest first.
+// DeadLetters returns up to n records of the dead-letter list, newest
+// first; n <= 0 returns them all.
 func (b *Broker) DeadLetters(ctx context.Context, n int) ([]DeadRecord, error) {
 	conn, err := b.pool.GetContext(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	raw, err := redis.ByteSlices(conn.Do("LRANGE", b.Key(b.opts.DeadLetterKey), 0, n-1))
+	stop := n - 1
+	if n <= 0 {
+		stop = -1
+	}
+	raw, err := redis.ByteSlices(conn.Do("LRANGE", b.Key(b.opts.DeadLetterKey), 0, stop))
 	if err != nil {
 		return nil, err
 	}

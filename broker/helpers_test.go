@@ -30,7 +30,7 @@ var firstRedis sync.Once
 // database in the first call of the test binary, but a parallel test that
 // calls it a moment later is not held back and may already have written
 // keys when the FLUSHDB runs; sync.Once makes every caller wait for it.
-func redisPool(t *testing.T) (*redis.Pool, rdb.Options) {
+func redisPool(t testing.TB) (*redis.Pool, rdb.Options) {
 	t.Helper()
 	firstRedis.Do(func() { testenv.Redis(t, testenv.DBBroker) })
 	return testenv.Redis(t, testenv.DBBroker)

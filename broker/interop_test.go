@@ -47,7 +47,7 @@ const pyRestoreVisible = `
 import sys
 from kombu import Connection
 url, prefix = sys.argv[1], sys.argv[2]
-c = Connection(url, transport_options={'visibility_timeout': 1, 'global_keyprefix': prefix})
+c = Connection(url, transport_options={'visibility_timeout': 60, 'global_keyprefix': prefix})
 ch = c.default_channel
 ch.qos.restore_visible()
 c.release()
@@ -65,7 +65,7 @@ func TestInteropPythonRestoresGoDeliveries(t *testing.T) {
 	if len(ds) != 3 {
 		t.Fatalf("fetched %d", len(ds))
 	}
-	e.age(30*time.Second, "old", "old9")
+	e.age(5*time.Minute, "old", "old9")
 
 	if out := python(t, pyRestoreVisible, testenv.URL(testenv.DBBroker), e.prefix); out != "ok" {
 		t.Fatalf("python: %s", out)

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"io"
 	"math/rand"
+	"os"
 	"strings"
 	"testing"
 )
@@ -61,9 +62,17 @@ func TestDecompressXZLayouts(t *testing.T) {
 	}
 	// qagen's own encoder, on compressible and incompressible input (the
 	// latter makes LZMA2 emit uncompressed chunks).
-	rnd := make([]byte, 200000)
+	rnd := make([]byte, 300000)
 	rand.New(rand.NewSource(1)).Read(rnd)
-	for _, in := range [][]byte{[]byte(strings.Repeat(xzBody, 500)), rnd, {}} {
+	// Runs of random bytes and zeros give the chunk sequence 01 c2 02 82 82:
+	// uncompressed chunks, and an LZMA chunk with control 0xC0-0xDF (state
+	// reset plus a properties byte) that is followed by further chunks.
+	var mixed []byte
+	for i := 0; i < 3; i++ {
+		mixed = append(mixed, rnd[i*100000:(i+1)*100000]...)
+		mixed = append(mixed, make([]byte, 100000)...)
+	}
+	for _, in := range [][]byte{[]byte(strings.Repeat(xzBody, 500)), rnd, mixed, {}} {
 		c, err := compress(CompressionXZ, in)
 		if err != nil {
 			t.Fatal(err)
@@ -111,8 +120,10 @@ func TestCheckXZDictMalformed(t *testing.T) {
 }
 
 func TestDecompressBomb(t *testing.T) {
-	if testing.Short() {
-		t.Skip("allocates maxDecompressed")
+	// Decompressing up to the 256 MiB cap peaks near 600 MB RSS (io.ReadAll
+	// grows its buffer past the cap), too much for a default run.
+	if testing.Short() || os.Getenv("QAGEN_SLOW_TESTS") == "" {
+		t.Skip("allocates ~600 MB; set QAGEN_SLOW_TESTS=1 to run")
 	}
 	// 257 MiB of zeros compress to ~256 KiB of zlib.
 	var c bytes.Buffer
@@ -133,4 +144,24 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+func FuzzCheckXZDict(f *testing.F) {
+	for _, m := range []map[string]string{xzGood, xzHuge} {
+		for _, s := range m {
+			b, _ := base64.StdEncoding.DecodeString(s)
+			f.Add(b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		err := checkXZDict(data)
+		// A stream the walk accepts is laid out as the walk says: cutting
+		// any byte off its end must not also be accepted as a full stream
+		// with the same last block (trailing bytes are never ignored).
+		if err == nil && len(data) > 0 && data[len(data)-1] != 0 {
+			if checkXZDict(data[:len(data)-1]) == nil && bytes.HasSuffix(data, []byte("YZ")) {
+				t.Fatalf("walk accepts %x both with and without its last byte", data)
+			}
+		}
+	})
 }

@@ -164,7 +164,11 @@ func TestDecodeTaskVariants(t *testing.T) {
 		if !strings.HasSuffix(padded, "=") {
 			t.Fatal("test body needs padding")
 		}
-		raw := []byte(strings.Replace(string(v2Env(body)), padded, strings.TrimRight(padded, "="), 1))
+		env := string(v2Env(body))
+		if !strings.Contains(env, `"`+padded+`"`) {
+			t.Fatalf("padded body not in %s", env)
+		}
+		raw := []byte(strings.Replace(env, `"`+padded+`"`, `"`+strings.TrimRight(padded, "=")+`"`, 1))
 		m := check(t, raw, celery.DecodeOptions{})
 		assertJSONEqual(t, "args", m.Args, []byte("[1]"))
 	})
@@ -181,6 +185,26 @@ func TestDecodeTaskVariants(t *testing.T) {
 		assertJSONEqual(t, "kwargs", m.Kwargs, []byte(`{"x": null}`))
 		if m.TimeLimit[0] != nil || m.TimeLimit.Soft() != 10 {
 			t.Errorf("timelimit %v %v", m.TimeLimit[0], m.TimeLimit.Soft())
+		}
+	})
+	t.Run("redelivered from delivery_info alone", func(t *testing.T) {
+		patch := func(raw []byte, old, new string) []byte {
+			if !strings.Contains(string(raw), old) {
+				t.Fatalf("%q not in %s", old, raw)
+			}
+			return []byte(strings.Replace(string(raw), old, new, 1))
+		}
+		raw := patch(v2Env(validBody), `"routing_key":"celery"`, `"routing_key":"celery","redelivered":true`)
+		m := check(t, raw, celery.DecodeOptions{})
+		if !m.Redelivered || !m.DeliveryInfo.Redelivered {
+			t.Errorf("Redelivered %v / %v, want true", m.Redelivered, m.DeliveryInfo.Redelivered)
+		}
+		raw = patch(v2Env(validBody), `"id":"id-1"`, `"id":"id-1","redelivered":true`)
+		if m := check(t, raw, celery.DecodeOptions{}); !m.Redelivered || m.DeliveryInfo.Redelivered {
+			t.Errorf("header only: Redelivered %v / %v", m.Redelivered, m.DeliveryInfo.Redelivered)
+		}
+		if m := check(t, v2Env(validBody), celery.DecodeOptions{}); m.Redelivered {
+			t.Errorf("fresh message reported redelivered")
 		}
 	})
 	t.Run("null args, kwargs and embed", func(t *testing.T) {

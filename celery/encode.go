@@ -193,6 +193,7 @@ func (m *TaskMessage) appendV2Headers(buf []byte, compression string) ([]byte, e
 			buf = append(buf, ',')
 			buf = appendString(buf, k)
 			buf = append(buf, ':')
+			v, _ = replaceNonFinite(v) // never write NaN/Infinity
 			buf = append(buf, v...)
 		}
 	}

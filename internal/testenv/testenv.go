@@ -50,7 +50,10 @@ func missing(t testing.TB, format string, args ...any) {
 	t.Fatal("prerequisite missing: " + msg + " (run .ci/run, or set QAGEN_SKIP_MISSING=1 locally to skip)")
 }
 
-var flushed sync.Map // db -> true once flushed by this process
+var (
+	flushMu sync.Mutex
+	flushes = map[int]*sync.Once{} // one FLUSHDB per database and test binary
+)
 
 // Redis returns a pool on database db. The first call in a test binary
 // flushes that database (FLUSHDB, never FLUSHALL).
@@ -65,10 +68,19 @@ func Redis(t testing.TB, db int) (*redis.Pool, rdb.Options) {
 		missing(t, "Redis at %s: %v", Addr(), err)
 	}
 	defer conn.Close()
-	if _, loaded := flushed.LoadOrStore(db, true); !loaded {
-		if _, err := conn.Do("FLUSHDB"); err != nil {
-			t.Fatalf("FLUSHDB %d: %v", db, err)
-		}
+	flushMu.Lock()
+	once := flushes[db]
+	if once == nil {
+		once = &sync.Once{}
+		flushes[db] = once
+	}
+	flushMu.Unlock()
+	// Every caller waits until the flush is done, so no parallel test
+	// writes keys the flush would then wipe.
+	var flushErr error
+	once.Do(func() { _, flushErr = conn.Do("FLUSHDB") })
+	if flushErr != nil {
+		t.Fatalf("FLUSHDB %d: %v", db, flushErr)
 	}
 	pool := opts.NewPool(rdb.PoolOptions{MaxIdle: 32})
 	t.Cleanup(func() { pool.Close() })
