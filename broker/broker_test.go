@@ -358,6 +358,9 @@ func TestUnreadableEnvelopesAreDeadLettered(t *testing.T) {
 		if n := e.queueLen("Q"); n != 0 {
 			t.Errorf("QueueLength = %d", n)
 		}
+		if len(dead) != len(bad) {
+			t.Errorf("%d deliveries flagged DeadLettered, want %d", len(dead), len(bad))
+		}
 		recs := e.deadLetters()
 		if len(recs) != len(bad) {
 			t.Fatalf("%d dead letters, want %d: %+v", len(recs), len(bad), recs)

@@ -162,14 +162,12 @@ func FuzzParseTime(f *testing.F) {
 }
 
 func FuzzUnwrapMarkers(f *testing.F) {
-	args, kwargs := []byte{}, []byte{}
-	if m, err := celery.DecodeTask(readFile(f, filepath.Join(fixtureDir(f, "celery-5.5.3", "broker"), "v2_typed_args.json")), celery.DecodeOptions{}); err == nil {
-		args, kwargs = m.Args, m.Kwargs
-	} else {
+	m, err := celery.DecodeTask(readFile(f, filepath.Join(fixtureDir(f, "celery-5.5.3", "broker"), "v2_typed_args.json")), celery.DecodeOptions{})
+	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add(args)
-	f.Add(kwargs)
+	f.Add([]byte(m.Args))
+	f.Add([]byte(m.Kwargs))
 	if b, err := os.ReadFile(filepath.Join(fixtureDir(f, "celery-5.5.3", "result"), "success_echo_typed.json")); err == nil {
 		f.Add(b)
 	}
