@@ -50,33 +50,65 @@ func (w *Worker) acksLate(j *job) bool {
 }
 
 // execute runs one job on a pool goroutine. It reports whether the job was
-// detached by its hard time limit (its slot has been handed over already).
+// given up while running (hard time limit, cold shutdown); its slot has
+// then been handed over already, or no longer matters.
 func (w *Worker) execute(j *job) bool {
-	if !j.state.CompareAndSwap(jobReserved, jobActive) {
-		return false // restored by a shutdown before it started
-	}
-	msg := j.msg
-	if msg.Expires != nil && !w.clock.Now().Before(*msg.Expires) {
-		j.state.Store(jobReserved)
-		w.finishRevoked(j, "expired")
+	hard, soft, ok := w.start(j)
+	if !ok {
 		return false
 	}
-	j.started = w.clock.Now()
-	w.mu.Lock()
-	w.running[j] = struct{}{}
-	w.mu.Unlock()
 	defer func() {
 		w.mu.Lock()
 		delete(w.running, j)
 		w.mu.Unlock()
 	}()
-	hard, soft := w.limits(j)
+	ctx, cancel := context.WithCancelCause(w.taskCtx)
+	defer cancel(nil)
+	ctx = WithRequest(ctx, j.req)
+	timer := w.armLimits(j, cancel, hard, soft)
+	res, err := w.call(ctx, j)
+	if timer != nil {
+		timer.Stop()
+	}
+	w.settling.RLock()
+	defer w.settling.RUnlock()
+	if !j.state.CompareAndSwap(jobActive, jobDone) {
+		return true
+	}
+	if err != nil && errors.Is(context.Cause(ctx), errSoftTimeLimit) && isCancellation(err) {
+		err = celery.ErrSoftTimeLimit()
+	}
+	w.finish(j, res, err)
+	return false
+}
+
+// start moves a job from reserved to active and hands its start-time
+// writes (early ack, STARTED) to the completer. It reports false when the
+// job was given up by a shutdown, or had expired (REVOKED is then stored).
+func (w *Worker) start(j *job) (hard, soft time.Duration, ok bool) {
+	w.settling.RLock()
+	defer w.settling.RUnlock()
+	msg := j.msg
+	if msg.Expires != nil && !w.clock.Now().Before(*msg.Expires) {
+		if j.state.CompareAndSwap(jobReserved, jobDone) {
+			w.finishRevoked(j, "expired")
+		}
+		return 0, 0, false
+	}
+	if !j.state.CompareAndSwap(jobReserved, jobActive) {
+		return 0, 0, false // restored by a shutdown before it started
+	}
+	j.started = w.clock.Now()
+	hard, soft = w.limits(j)
 	j.req = &Request{
 		ID: msg.ID, Task: msg.Task, Args: msg.Args, Kwargs: msg.Kwargs, Retries: msg.Retries,
 		ETA: msg.ETA, Expires: msg.Expires, RootID: msg.RootID, ParentID: msg.ParentID, GroupID: msg.Group,
 		Hostname: w.cfg.Hostname, DeliveryInfo: msg.DeliveryInfo, Priority: msg.Priority,
 		Redelivered: msg.Redelivered, TimeLimit: hard, SoftTimeLimit: soft, msg: msg,
 	}
+	w.mu.Lock()
+	w.running[j] = struct{}{}
+	w.mu.Unlock()
 	if !w.acksLate(j) {
 		// Early ack, when the task starts (Celery acks when a pool process
 		// accepts the task).
@@ -89,23 +121,7 @@ func (w *Worker) execute(j *job) bool {
 			GroupID: msg.Group, ParentID: msg.ParentID, Extended: w.extended(j)}
 		w.completer.submit(persist{result: &backend.Record{TaskID: msg.ID, Meta: meta.AppendJSON(nil)}})
 	}
-
-	ctx, cancel := context.WithCancelCause(w.taskCtx)
-	defer cancel(nil)
-	ctx = WithRequest(ctx, j.req)
-	timer := w.armLimits(j, cancel, hard, soft)
-	res, err := w.call(ctx, j)
-	if timer != nil {
-		timer.Stop()
-	}
-	if !j.state.CompareAndSwap(jobActive, jobDone) {
-		return true // the hard limit (or a cold shutdown) gave this job up
-	}
-	if err != nil && errors.Is(context.Cause(ctx), errSoftTimeLimit) && isCancellation(err) {
-		err = celery.ErrSoftTimeLimit()
-	}
-	w.finish(j, res, err)
-	return false
+	return hard, soft, true
 }
 
 // armLimits schedules the soft limit (cancel the context with
@@ -113,6 +129,8 @@ func (w *Worker) execute(j *job) bool {
 // and store TimeLimitExceeded) on one timer.
 func (w *Worker) armLimits(j *job, cancel context.CancelCauseFunc, hard, soft time.Duration) interface{ Stop() bool } {
 	onHard := func() {
+		w.settling.RLock()
+		defer w.settling.RUnlock()
 		if !j.state.CompareAndSwap(jobActive, jobAbandoned) {
 			return
 		}

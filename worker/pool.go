@@ -14,12 +14,13 @@ type pool struct {
 	exec    func(*job) (detached bool)
 	handoff chan *job // to parked runners; closed by stop
 
-	mu     sync.Mutex // guards the fields below
-	slots  int
-	busy   int // runners holding a slot
-	parked int // runners waiting on handoff
-	queue  []*job
-	idle   chan struct{} // closed and replaced when busy drops to 0
+	mu      sync.Mutex // guards the fields below
+	slots   int
+	busy    int // runners holding a slot
+	parked  int // runners waiting on handoff
+	queue   []*job
+	idle    chan struct{} // closed and replaced when busy drops to 0
+	stopped bool
 }
 
 func newPool(slots int, exec func(*job) bool) *pool {
@@ -28,6 +29,12 @@ func newPool(slots int, exec func(*job) bool) *pool {
 
 func (p *pool) submit(j *job) {
 	p.mu.Lock()
+	if p.stopped {
+		// Only an ETA timer racing with shutdown gets here; the shutdown
+		// has already given the job up and restored its message.
+		p.mu.Unlock()
+		return
+	}
 	if p.busy >= p.slots {
 		p.queue = append(p.queue, j)
 		p.mu.Unlock()
@@ -35,9 +42,12 @@ func (p *pool) submit(j *job) {
 	}
 	p.busy++
 	if p.parked > 0 {
+		// A parked runner is waiting on handoff (it counted itself under mu
+		// before receiving), so this send completes at once. Sending under
+		// mu keeps stop from closing the channel in between.
 		p.parked--
-		p.mu.Unlock()
 		p.handoff <- j
+		p.mu.Unlock()
 		return
 	}
 	p.mu.Unlock()
@@ -162,5 +172,10 @@ func (p *pool) wait(ctx context.Context) bool {
 	}
 }
 
-// stop ends the parked runners; call it once no more jobs are submitted.
-func (p *pool) stop() { close(p.handoff) }
+// stop ends the parked runners; later submissions are dropped.
+func (p *pool) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.mu.Unlock()
+	close(p.handoff)
+}

@@ -177,6 +177,10 @@ type Worker struct {
 
 	// joins counts chord joins in flight; shutdown waits for them.
 	joins sync.WaitGroup
+	// settling is held (read-locked) from winning a job's state transition
+	// until its writes are handed to the completer; shutdown write-locks it
+	// once to wait for those hand-overs before closing the completer.
+	settling sync.RWMutex
 
 	processed atomic.Int64
 	statsMu   sync.Mutex
@@ -210,10 +214,7 @@ func (w *Worker) Config() Config { return w.cfg }
 // Abort turns a warm shutdown into a cold one: running tasks are no longer
 // waited for, and every held message is restored at once.
 func (w *Worker) Abort() {
-	w.abortOnce.Do(func() {
-		close(w.abort)
-		w.cancelTask()
-	})
+	w.abortOnce.Do(func() { close(w.abort) })
 }
 
 // Run consumes until ctx is done, then shuts down warmly: it stops fetching,
@@ -239,7 +240,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer close(fetchDone)
 		w.consume(ctx)
 	}()
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-w.abort:
+	}
 	w.log.Info().Msg("warm shutdown: no new tasks are taken")
 	w.credits.close()
 	<-fetchDone
@@ -262,11 +266,12 @@ func (w *Worker) shutdown() error {
 	}()
 	if !w.pool.wait(graceCtx) {
 		w.log.Warn().Dur("grace", w.cfg.ShutdownGrace).Msg("running tasks did not finish in time; restoring their messages")
-		w.cancelTask()
 	}
 	cancel()
-	// Tasks still running past the grace period are given up: their outcome
-	// is ignored, and their messages, if not acked yet, go back to the queue.
+	// Tasks still running now are given up: their outcome is ignored, and
+	// their messages, if not acked yet, go back to the queue. They are
+	// marked abandoned before their contexts are cancelled, so a task that
+	// returns because of the cancellation cannot store a spurious failure.
 	w.mu.Lock()
 	var rest []*job
 	for j := range w.running {
@@ -277,6 +282,11 @@ func (w *Worker) shutdown() error {
 	}
 	w.mu.Unlock()
 	w.restoreJobs(rest, "unfinished")
+	// Wait for goroutines that won a job's outcome just before the abandon
+	// to hand their writes to the completer.
+	w.settling.Lock()
+	w.cancelTask()
+	w.settling.Unlock()
 	w.joins.Wait()
 	w.pool.stop()
 	w.completer.close()

@@ -11,4 +11,6 @@
 //
 // The tests mostly wait (task sleeps, ETAs, visibility timeouts), so unless
 // -parallel is given they run with a parallelism of 8 instead of GOMAXPROCS.
+// With QAGEN_INTEROP_RACE=1 the workers are built with -race, and a worker
+// that reports a data race fails its test.
 package interop

@@ -68,7 +68,13 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	qagenBin = filepath.Join(tmp, "qagen")
-	build := exec.Command("go", "build", "-o", qagenBin, "./cmd/qagen")
+	args := []string{"build", "-o", qagenBin}
+	if os.Getenv("QAGEN_INTEROP_RACE") == "1" {
+		// Workers built with the race detector; a race fails the test that
+		// ran the worker (see startProc).
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/qagen")...)
 	build.Dir = moduleRoot
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -130,6 +136,7 @@ type proc struct {
 	done    chan struct{}
 	exitErr error
 	stopped sync.Once
+	killed  bool // by kill(): a non-zero exit is expected
 }
 
 func startProc(t testing.TB, name, dir string, environ []string, argv ...string) *proc {
@@ -143,7 +150,7 @@ func startProc(t testing.TB, name, dir string, environ []string, argv ...string)
 	cmd.Dir = dir
 	cmd.Env = environ
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procAttr()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		t.Fatalf("start %s: %v", name, err)
@@ -155,7 +162,12 @@ func startProc(t testing.TB, name, dir string, environ []string, argv ...string)
 		close(p.done)
 	}()
 	t.Cleanup(func() {
-		p.stop(60 * time.Second)
+		if err := p.stop(60 * time.Second); err != nil && !p.killed {
+			t.Errorf("%s exited with %v", p.name, err)
+		}
+		if log := p.log(); strings.Contains(log, "WARNING: DATA RACE") || strings.Contains(log, "panic: ") {
+			t.Errorf("%s logged a data race or a panic", p.name)
+		}
 		if t.Failed() {
 			t.Logf("---- log of %s (%s) ----\n%s---- end of %s ----", p.name, strings.Join(argv, " "), p.log(), p.name)
 		}
@@ -167,17 +179,18 @@ func startProc(t testing.TB, name, dir string, environ []string, argv ...string)
 // after timeout it is killed and the test fails. It returns the exit error
 // (nil for exit status 0).
 func (p *proc) stop(timeout time.Duration) error {
+	p.signal(syscall.SIGTERM)
+	return p.wait(timeout)
+}
+
+// wait waits for the process to exit (after signals sent with signal);
+// after timeout it is killed and the test fails.
+func (p *proc) wait(timeout time.Duration) error {
 	p.stopped.Do(func() {
 		select {
 		case <-p.done:
-			return
-		default:
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
 		case <-time.After(timeout):
-			p.t.Errorf("%s did not exit within %s of SIGTERM; killing it", p.name, timeout)
+			p.t.Errorf("%s did not exit within %s; killing it", p.name, timeout)
 			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			<-p.done
 		}
@@ -186,9 +199,17 @@ func (p *proc) stop(timeout time.Duration) error {
 	return p.exitErr
 }
 
+// signal sends sig without waiting (e.g. a second SIGTERM: cold shutdown).
+func (p *proc) signal(sig syscall.Signal) {
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
 // kill SIGKILLs the process (a crash) and waits for it.
 func (p *proc) kill() {
 	p.stopped.Do(func() {
+		p.killed = true
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.done
 	})
@@ -308,16 +329,25 @@ func (w *goWorker) messages(message string) []logLine {
 // ---------------------------------------------------------------------------
 // Python
 
+// pyOpts adjust a Python worker.
+type pyOpts struct {
+	env  []string // more environment (QAGEN_IT_VISIBILITY=...)
+	pool []string // pool flags; default -P solo -c 1
+}
+
 // startPyWorker starts a real Celery 5.2.6 worker (testdata/python/pytasks)
-// on the env's queue, solo pool, and waits until it is ready.
-func (e *env) startPyWorker(t *testing.T, tag string) *proc {
+// on the env's queue and waits until it is ready.
+func (e *env) startPyWorker(t *testing.T, tag string, o pyOpts) *proc {
 	t.Helper()
 	name := fmt.Sprintf("py_%s_%s", tag, short())
-	argv := []string{testenv.Python, "-m", "celery", "-A", "pytasks", "worker",
-		"-Q", e.queue, "-P", "solo", "-c", "1", "-n", name + "@%h", "-l", "info",
-		"--without-mingle", "--without-gossip", "--without-heartbeat",
+	if o.pool == nil {
+		o.pool = []string{"-P", "solo", "-c", "1"}
 	}
-	p := startProc(t, "py-worker-"+tag, pyDir, e.pyEnv(), argv...)
+	argv := append([]string{testenv.Python, "-m", "celery", "-A", "pytasks", "worker",
+		"-Q", e.queue, "-n", name + "@%h", "-l", "info",
+		"--without-mingle", "--without-gossip", "--without-heartbeat",
+	}, o.pool...)
+	p := startProc(t, "py-worker-"+tag, pyDir, append(e.pyEnv(), o.env...), argv...)
 	p.waitLog(t, " ready.", 30*time.Second)
 	return p
 }
@@ -337,11 +367,17 @@ func pyIDsSucceeded(p *proc) map[string]int {
 // its one line of JSON into out. A script error fails the test.
 func (e *env) runPy(t testing.TB, timeout time.Duration, out any, args ...string) {
 	t.Helper()
+	e.runPyEnv(t, timeout, nil, out, args...)
+}
+
+// runPyEnv is runPy with more environment variables (QAGEN_IT_TZ, ...).
+func (e *env) runPyEnv(t testing.TB, timeout time.Duration, extraEnv []string, out any, args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, testenv.Python, append([]string{"client.py"}, args...)...)
 	cmd.Dir = pyDir
-	cmd.Env = append(e.pyEnv(), fmt.Sprintf("QAGEN_IT_TIMEOUT=%g", (timeout-5*time.Second).Seconds()))
+	cmd.Env = append(append(e.pyEnv(), extraEnv...), fmt.Sprintf("QAGEN_IT_TIMEOUT=%g", (timeout-5*time.Second).Seconds()))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -388,31 +424,31 @@ type pyExc struct {
 
 // pyOutcome is client.py's description of one task.
 type pyOutcome struct {
-	ID                  string          `json:"id"`
-	Got                 bool            `json:"got"`
-	Result              json.RawMessage `json:"result"`
-	Raised              *pyExc          `json:"raised"`
-	RaisedIsValueError  bool            `json:"raised_is_value_error"`
-	State               string          `json:"state"`
-	Traceback           *string         `json:"traceback"`
-	DateDone            *string         `json:"date_done"`
-	DateDoneTS          *float64        `json:"date_done_ts"`
-	Worker              *string         `json:"worker"`
-	Retries             *int            `json:"retries"`
-	StatesSeen          []string        `json:"states_seen"`
-	SentAtTS            float64         `json:"sent_at_ts"`
-	StateAt1s           string          `json:"state_at_1s"`
-	Equal               bool            `json:"equal"`
-	ETA                 string          `json:"eta"`
-	ETATS               float64         `json:"eta_ts"`
-	DeadFound           bool            `json:"dead_found"`
-	DeadRecord          map[string]any  `json:"dead_record"`
-	DeadMessageID       string          `json:"dead_message_id"`
-	DeadMessageTask     string          `json:"dead_message_task"`
-	DeadMessageError    string          `json:"dead_message_error"`
-	Sent                json.RawMessage `json:"sent"`
-	ErrorFromPython     *pyExc          `json:"error"`
-	TracebackFromPython string          `json:"traceback_py"`
+	ID                 string          `json:"id"`
+	Got                bool            `json:"got"`
+	Result             json.RawMessage `json:"result"`
+	Raised             *pyExc          `json:"raised"`
+	RaisedIsValueError bool            `json:"raised_is_value_error"`
+	State              string          `json:"state"`
+	Traceback          *string         `json:"traceback"`
+	DateDone           *string         `json:"date_done"`
+	DateDoneTS         *float64        `json:"date_done_ts"`
+	Worker             *string         `json:"worker"`
+	Retries            *int            `json:"retries"`
+	StatesSeen         []string        `json:"states_seen"`
+	SentAtTS           float64         `json:"sent_at_ts"`
+	StateAt1s          string          `json:"state_at_1s"`
+	StateCheckedAtTS   float64         `json:"state_checked_at_ts"`
+	Equal              bool            `json:"equal"`
+	ETA                string          `json:"eta"`
+	ETATS              float64         `json:"eta_ts"`
+	DeadFound          bool            `json:"dead_found"`
+	DeadRecord         map[string]any  `json:"dead_record"`
+	DeadMessageID      string          `json:"dead_message_id"`
+	DeadMessageTask    string          `json:"dead_message_task"`
+	DeadMessageError   string          `json:"dead_message_error"`
+	Sent               json.RawMessage `json:"sent"`
+	ErrorFromPython    *pyExc          `json:"error"`
 }
 
 func (o *pyOutcome) String() string {
@@ -542,5 +578,19 @@ func (e *env) expectBrokerEmpty(t testing.TB, timeout time.Duration) {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// expectPendingBeforeETA checks the state a script read about 1 s after
+// sending a task due etaAfter seconds after sending. On a machine so loaded
+// that the read came too late to mean anything, it only logs.
+func expectPendingBeforeETA(t testing.TB, o pyOutcome, etaAfter float64) {
+	t.Helper()
+	if late := o.StateCheckedAtTS - o.SentAtTS; late > etaAfter-0.3 {
+		t.Logf("state read %.3f s after sending (%s); too late to check it is still PENDING", late, o.StateAt1s)
+		return
+	}
+	if o.StateAt1s != "PENDING" {
+		t.Errorf("state %.3f s after sending (ETA in %.0f s): %s, want PENDING", o.StateCheckedAtTS-o.SentAtTS, etaAfter, o.StateAt1s)
 	}
 }

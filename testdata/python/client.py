@@ -105,15 +105,21 @@ def sc_protocol(version):
     a = make_app("proto%d" % version, task_protocol=version)
     env, body = probe_envelope(a, "qagen.add", [20, 22])
     decoded = json.loads(body)
-    r = send("qagen.add", args=[20, 22], a=a)
-    return {
-        "probe": {
-            "headers_task": env["headers"].get("task"),
-            "body_is_object": isinstance(decoded, dict),
-            "body_task": decoded.get("task") if isinstance(decoded, dict) else None,
-        },
-        "outcome": outcome(r),
+    t0 = time.time()
+    rs = {
+        "args": send("qagen.add", args=[20, 22], a=a),
+        "kwargs": send("qagen.add", args=[20], kwargs={"y": 22}, a=a),
+        "countdown": send("qagen.echo", args=["later"], countdown=1, a=a),
+        "expired": send("qagen.echo", args=["never"], expires=-1, a=a),
     }
+    out = {k: outcome(r) for k, r in rs.items()}
+    out["sent_at_ts"] = t0
+    out["probe"] = {
+        "headers_task": env["headers"].get("task"),
+        "body_is_object": isinstance(decoded, dict),
+        "body_task": decoded.get("task") if isinstance(decoded, dict) else None,
+    }
+    return out
 
 
 def sc_compression():
@@ -122,6 +128,8 @@ def sc_compression():
     variants = {
         "per_call": (make_app("c_call"), {"compression": "gzip"}),
         "per_call_bzip2": (make_app("c_bz2"), {"compression": "bzip2"}),
+        "per_call_lzma": (make_app("c_lzma"), {"compression": "lzma"}),
+        "protocol1_gzip": (make_app("c_v1", task_protocol=1), {"compression": "gzip"}),
         "task_compression_setting": (make_app("c_task", task_compression="gzip"), {}),
         "result_compression_setting": (make_app("c_result", result_compression="gzip"), {}),
     }
@@ -141,10 +149,13 @@ def sc_countdown():
     t0 = datetime.now(timezone.utc)
     r = send("qagen.echo", args=["countdown"], countdown=2)
     time.sleep(max(0.0, 1.0 - (datetime.now(timezone.utc) - t0).total_seconds()))
+    checked = time.time()
     state_at_1s = app.AsyncResult(r.id).state
     out = outcome(r)
     out["sent_at_ts"] = t0.timestamp()
     out["state_at_1s"] = state_at_1s
+    out["state_checked_at_ts"] = checked
+    out["timezone"] = str(app.conf.timezone)
     return out
 
 
@@ -153,8 +164,13 @@ def sc_expires():
     rs = {
         "minus_one": send("qagen.echo", args=["never"], expires=-1),
         "past_datetime": send("qagen.echo", args=["never"], expires=past),
+        # Still valid when received, expired by the time its ETA comes.
+        "expires_before_eta": send("qagen.echo", args=["never"], countdown=2, expires=1),
+        "future": send("qagen.echo", args=["in time"], expires=60),
     }
-    return {k: outcome(r) for k, r in rs.items()}
+    out = {k: outcome(r) for k, r in rs.items()}
+    out["timezone"] = str(app.conf.timezone)
+    return out
 
 
 def sc_fail():
@@ -179,6 +195,8 @@ UNICODE_CASES = {
         "日本": {"深い": {"さらに": ["✓", "✗"]}},
     },
     "mixed_list": ["a", "ü", "€", "𝄞", 0, -1, 12345678901234567890],
+    # About 1 MB of JSON (ensure_ascii turns every character into \uXXXX).
+    "large": "データ✓ü😀" * 30000,
 }
 
 
@@ -187,8 +205,11 @@ def sc_unicode():
     out = {}
     for k, r in rs.items():
         o = outcome(r)
+        sent, got = UNICODE_CASES[k], o["result"]
+        if k == "large":  # do not print a megabyte
+            sent, got = len(sent), len(got) if isinstance(got, str) else got
         out[k] = {"state": o["state"], "raised": o["raised"], "equal": o["result"] == UNICODE_CASES[k],
-                  "sent": UNICODE_CASES[k], "got": o["result"]}
+                  "sent": sent, "got": got}
     return out
 
 
@@ -286,9 +307,11 @@ def sc_kombu53(fixture):
     app.backend.add_pending_result(r)
     redis_client().lpush(PREFIX + QUEUE, raw)
     time.sleep(max(0.0, 1.0 - (datetime.now(tokyo) - sent).total_seconds()))
+    checked = time.time()
     state_at_1s = app.AsyncResult(task_id).state
     out = outcome(r)
     out.update({
+        "state_checked_at_ts": checked,
         "sent_at_ts": sent.timestamp(),
         "eta": h["eta"],
         "eta_ts": eta.timestamp(),

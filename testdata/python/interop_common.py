@@ -6,6 +6,8 @@ Parameters come from the environment (set by internal/interop):
     QAGEN_IT_BACKEND   result backend URL
     QAGEN_IT_QUEUE     the test's queue
     QAGEN_IT_PREFIX    kombu global_keyprefix ("" for none)
+    QAGEN_IT_VISIBILITY  optional broker visibility_timeout (seconds)
+    QAGEN_IT_TZ        optional app timezone (e.g. Asia/Tokyo)
 
 Every script prints exactly one JSON line on stdout with its observations;
 the Go tests assert on it. Diagnostics go to stderr.
@@ -35,8 +37,15 @@ def make_app(name="qagen_interop", **conf):
         redis_socket_timeout=30,
         redis_socket_connect_timeout=5,
     )
+    transport = {}
     if PREFIX:
-        app.conf.broker_transport_options = {"global_keyprefix": PREFIX}
+        transport["global_keyprefix"] = PREFIX
+    if os.environ.get("QAGEN_IT_VISIBILITY"):
+        transport["visibility_timeout"] = float(os.environ["QAGEN_IT_VISIBILITY"])
+    if transport:
+        app.conf.broker_transport_options = transport
+    if os.environ.get("QAGEN_IT_TZ"):
+        app.conf.timezone = os.environ["QAGEN_IT_TZ"]
     app.conf.update(**conf)
     return app
 
