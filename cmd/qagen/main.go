@@ -114,11 +114,7 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-func init() {
-	// Celery's level names.
-	zerolog.LevelFieldName = "level"
-}
-
+// parseLevel maps Celery's level names onto zerolog's.
 func parseLevel(s string) string {
 	switch strings.ToLower(s) {
 	case "warning":
