@@ -16,15 +16,9 @@ import (
 	"github.com/qagen/qagen/rdb"
 )
 
-var firstRedis sync.Once
-
-// redisPool is testenv.Redis on the backend database. testenv flushes the
-// database in the first call of the test binary without holding back
-// parallel callers, so a test could lose keys to that FLUSHDB; sync.Once
-// makes every caller wait for it.
+// redisPool is testenv.Redis on this package's database.
 func redisPool(t testing.TB) (*redis.Pool, rdb.Options) {
 	t.Helper()
-	firstRedis.Do(func() { testenv.Redis(t, testenv.DBBackend) })
 	return testenv.Redis(t, testenv.DBBackend)
 }
 

@@ -24,15 +24,9 @@ import (
 
 const sep = "\x06\x16"
 
-var firstRedis sync.Once
-
-// redisPool is testenv.Redis on the broker database. testenv flushes the
-// database in the first call of the test binary, but a parallel test that
-// calls it a moment later is not held back and may already have written
-// keys when the FLUSHDB runs; sync.Once makes every caller wait for it.
+// redisPool is testenv.Redis on this package's database.
 func redisPool(t testing.TB) (*redis.Pool, rdb.Options) {
 	t.Helper()
-	firstRedis.Do(func() { testenv.Redis(t, testenv.DBBroker) })
 	return testenv.Redis(t, testenv.DBBroker)
 }
 

@@ -31,16 +31,7 @@ func (l *leaseKeeper) start() {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		t := l.clock.NewTicker(l.interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-l.stop:
-				return
-			case <-t.C():
-				l.refresh()
-			}
-		}
+		every(l.clock, l.interval, l.stop, l.refresh)
 	}()
 }
 
@@ -82,16 +73,7 @@ func (r *recoverer) start() {
 	go func() {
 		defer r.wg.Done()
 		r.restore()
-		t := r.clock.NewTicker(r.interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-r.stop:
-				return
-			case <-t.C():
-				r.restore()
-			}
-		}
+		every(r.clock, r.interval, r.stop, r.restore)
 	}()
 }
 
@@ -109,4 +91,18 @@ func (r *recoverer) restore() {
 func (r *recoverer) shutdown() {
 	close(r.stop)
 	r.wg.Wait()
+}
+
+// every calls fn on each tick of an interval ticker until stop is closed.
+func every(c clock.Clock, interval time.Duration, stop <-chan struct{}, fn func()) {
+	t := c.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C():
+			fn()
+		}
+	}
 }
