@@ -28,6 +28,8 @@ const (
 
 // Options configure the broker. The zero value means kombu's defaults.
 type Options struct {
+	// DB is the broker's database number; fanout channel names carry it.
+	DB       int
 	Priority celery.PriorityScheme
 	// KeyPrefix is kombu's global_keyprefix: prepended to every key and
 	// channel name.

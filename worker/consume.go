@@ -18,11 +18,21 @@ const maxFetch = 256
 // when they are empty. It returns when ctx is done.
 func (w *Worker) consume(ctx context.Context) {
 	backoff := time.Duration(0)
-	queues := append([]string(nil), w.cfg.Queues...)
 	for ctx.Err() == nil {
 		n := w.credits.acquire(maxFetch)
 		if n == 0 {
 			return // closed
+		}
+		queues := w.Queues()
+		if len(queues) == 0 {
+			// Every queue was cancelled (cancel_consumer): idle until one
+			// is added or the worker stops.
+			w.credits.release(n)
+			select {
+			case <-time.After(w.cfg.BlockTimeout):
+			case <-ctx.Done():
+			}
+			continue
 		}
 		deliveries, err := w.broker.Fetch(ctx, queues, n)
 		if err == nil && len(deliveries) == 0 {
@@ -48,15 +58,8 @@ func (w *Worker) consume(ctx context.Context) {
 		for _, d := range deliveries {
 			w.deliver(d)
 		}
-		if len(deliveries) > 0 && len(queues) > 1 {
-			// kombu's round_robin: the queue just served goes to the back.
-			last := deliveries[len(deliveries)-1].Queue
-			for i, q := range queues {
-				if q == last {
-					queues = append(append(queues[:i:i], queues[i+1:]...), q)
-					break
-				}
-			}
+		if len(deliveries) > 0 {
+			w.served(deliveries[len(deliveries)-1].Queue)
 		}
 	}
 }
@@ -91,29 +94,63 @@ func (w *Worker) deliver(d broker.Delivery) {
 		w.reject(j, msg.ID, msg.Task, celery.ErrNotRegistered(msg.Task), "unregistered task")
 		return
 	}
-	if msg.Expires != nil && !w.clock.Now().Before(*msg.Expires) {
+	now := w.clock.Now()
+	if msg.Expires != nil && !now.Before(*msg.Expires) {
 		w.log.Info().Str("task", msg.Task).Str("id", msg.ID).Msg("task expired before it was received; marked revoked")
 		w.finishRevoked(j, "expired")
 		return
 	}
+	if w.revoked.has(now, msg.ID) {
+		w.log.Info().Str("task", msg.Task).Str("id", msg.ID).Msg("revoked task received; not run")
+		w.finishRevoked(j, "revoked")
+		return
+	}
 	w.log.Debug().Str("task", msg.Task).Str("id", msg.ID).Msg("received")
-	if msg.ETA != nil && msg.ETA.After(w.clock.Now()) {
+	w.events.task("task-received", map[string]any{
+		"uuid": msg.ID, "name": msg.Name(), "args": msg.ArgsRepr, "kwargs": msg.KwargsRepr,
+		"root_id": nilIfEmpty(msg.RootID), "parent_id": nilIfEmpty(msg.ParentID), "retries": msg.Retries,
+		"eta": timeOrNil(msg.ETA), "expires": timeOrNil(msg.Expires),
+	})
+	if msg.ETA != nil && msg.ETA.After(now) {
 		// Held ETA tasks do not count against the prefetch window.
 		if j.credit.CompareAndSwap(true, false) {
 			w.credits.release(1)
 		}
+		j.due = *msg.ETA
 		w.scheduler.add(j)
 		return
 	}
 	w.submit(j)
 }
 
-func (w *Worker) submit(j *job) { w.pool.submit(j) }
+// submit hands a due job to the pool, unless its task's rate limit makes
+// it wait first (in the scheduler, keeping its prefetch credit).
+func (w *Worker) submit(j *job) {
+	if !j.rated {
+		j.rated = true
+		if d := w.rates.reserve(j.msg.Task, w.clock.Now()); d > 0 {
+			j.due = w.clock.Now().Add(d)
+			w.scheduler.add(j)
+			return
+		}
+	}
+	w.pool.submit(j)
+}
+
+func timeOrNil(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return celery.FormatTime(*t)
+}
 
 // reject settles a message that cannot run: FAILURE is stored when the task
 // id is known, and the raw message moves to the dead-letter list in the same
 // transaction as its ack, so nothing is silently lost.
 func (w *Worker) reject(j *job, taskID, task string, exc *celery.Exception, why string) {
+	if taskID != "" {
+		w.events.task("task-failed", map[string]any{"uuid": taskID, "exception": exc.Repr()})
+	}
 	w.log.Error().Str("reason", why).Str("task", task).Str("id", taskID).Str("queue", j.d.Queue).
 		Str("error", exc.Error()).Msg("message rejected; kept in the dead-letter list")
 	dead := &broker.DeadRecord{

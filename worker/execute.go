@@ -19,6 +19,7 @@ import (
 var (
 	errSoftTimeLimit = errors.New("soft time limit exceeded")
 	errHardTimeLimit = errors.New("hard time limit exceeded")
+	errTerminated    = errors.New("terminated by remote control")
 )
 
 // limits returns the hard and soft limits for a job: the message header
@@ -30,6 +31,14 @@ func (w *Worker) limits(j *job) (hard, soft time.Duration) {
 	}
 	if j.def.opts.SoftTimeLimit > 0 {
 		soft = j.def.opts.SoftTimeLimit
+	}
+	if o, ok := w.timeLimitOverride(j.msg.Task); ok {
+		if o[0] > 0 {
+			hard = o[0]
+		}
+		if o[1] > 0 {
+			soft = o[1]
+		}
 	}
 	if h := j.msg.TimeLimit[0]; h != nil {
 		hard = seconds(*h)
@@ -64,6 +73,12 @@ func (w *Worker) execute(j *job) bool {
 	}()
 	ctx, cancel := context.WithCancelCause(w.taskCtx)
 	defer cancel(nil)
+	w.mu.Lock()
+	j.cancel = cancel
+	w.mu.Unlock()
+	if j.state.Load() != jobActive {
+		return true // terminated before its body started
+	}
 	ctx = WithRequest(ctx, j.req)
 	timer := w.armLimits(j, cancel, hard, soft)
 	res, err := w.call(ctx, j)
@@ -95,10 +110,17 @@ func (w *Worker) start(j *job) (hard, soft time.Duration, ok bool) {
 		}
 		return 0, 0, false
 	}
+	if w.revoked.has(w.clock.Now(), msg.ID) {
+		if j.state.CompareAndSwap(jobReserved, jobDone) {
+			w.finishRevoked(j, "revoked")
+		}
+		return 0, 0, false
+	}
 	if !j.state.CompareAndSwap(jobReserved, jobActive) {
 		return 0, 0, false // restored by a shutdown before it started
 	}
 	j.started = w.clock.Now()
+	w.events.task("task-started", map[string]any{"uuid": msg.ID})
 	hard, soft = w.limits(j)
 	j.req = &Request{
 		ID: msg.ID, Task: msg.Task, Args: msg.Args, Kwargs: msg.Kwargs, Retries: msg.Retries,
@@ -188,7 +210,9 @@ func (w *Worker) finish(j *job, res json.RawMessage, err error) {
 		w.reject(j, msg.ID, msg.Task, argErr.Exc, "arguments do not match the task")
 	case err == nil:
 		w.count(j)
-		w.log.Info().Str("task", msg.Task).Str("id", msg.ID).Dur("runtime", w.clock.Now().Sub(j.started)).Msg("succeeded")
+		runtime := w.clock.Now().Sub(j.started)
+		w.log.Info().Str("task", msg.Task).Str("id", msg.ID).Float64("runtime_s", runtime.Seconds()).Msg("succeeded")
+		w.events.task("task-succeeded", map[string]any{"uuid": msg.ID, "result": reprResult(res), "runtime": runtime.Seconds()})
 		p := persist{publish: w.followUps(j, res)}
 		if !msg.IgnoreResult && !j.def.opts.IgnoreResult {
 			meta := w.meta(j, celery.StateSuccess, res, "")
@@ -201,6 +225,7 @@ func (w *Worker) finish(j *job, res json.RawMessage, err error) {
 	case errors.As(err, &reject):
 		w.count(j)
 		w.log.Warn().Str("task", msg.Task).Str("id", msg.ID).Bool("requeue", reject.Requeue).Str("reason", reject.Reason).Msg("task rejected itself")
+		w.events.task("task-rejected", map[string]any{"uuid": msg.ID, "requeue": reject.Requeue && !j.acked.Load()})
 		if reject.Requeue && !j.acked.Load() {
 			j.acked.Store(true)
 			w.completer.submit(persist{requeue: j.d.Tag, after: w.settled(j)})
@@ -241,6 +266,7 @@ func (w *Worker) settleWith(j *job, p persist) {
 // does) and acks (task_acks_on_failure_or_timeout).
 func (w *Worker) finishFailure(j *job, exc *celery.Exception, traceback string) {
 	w.log.Error().Str("task", j.msg.Task).Str("id", j.msg.ID).Str("error", exc.Error()).Msg("failed")
+	w.events.task("task-failed", map[string]any{"uuid": j.msg.ID, "exception": exc.Repr(), "traceback": traceback})
 	result, _ := exc.MarshalJSON()
 	meta := w.meta(j, celery.StateFailure, result, traceback)
 	msgs, others := w.failureFollowUps(j, meta)
@@ -252,7 +278,11 @@ func (w *Worker) finishFailure(j *job, exc *celery.Exception, traceback string) 
 }
 
 // finishRevoked stores REVOKED with TaskRevokedError(reason) and acks.
-func (w *Worker) finishRevoked(j *job, reason string) {
+func (w *Worker) finishRevoked(j *job, reason string) { w.finishRevokedEvent(j, reason, "") }
+
+func (w *Worker) finishRevokedEvent(j *job, reason, signal string) {
+	w.events.task("task-revoked", map[string]any{"uuid": j.msg.ID, "terminated": reason == "terminated",
+		"signum": nilIfEmpty(signal), "expired": reason == "expired"})
 	result, _ := celery.ErrRevoked(reason).MarshalJSON()
 	meta := w.meta(j, celery.StateRevoked, result, "")
 	j.state.Store(jobDone)
@@ -313,6 +343,7 @@ func (w *Worker) retry(j *job, r *RetryError) {
 		reason = e.Error()
 	}
 	w.log.Warn().Str("task", msg.Task).Str("id", msg.ID).Int("retries", next.Retries).Time("eta", eta).Str("reason", reason).Msg("retry")
+	w.events.task("task-retried", map[string]any{"uuid": msg.ID, "exception": retryRepr(r, reason), "traceback": goTraceback(j, reason, nil)})
 	meta := w.meta(j, celery.StateRetry, exc, goTraceback(j, "celery.exceptions.Retry: "+reason, nil))
 	meta.DateDone = nil
 	meta.Children = json.RawMessage("[" + string(celery.ResultTuple(msg.ID)) + "]")
@@ -406,3 +437,26 @@ func hostPart(nodename string) string {
 
 // newID returns a fresh task id.
 func newID() string { return uuid.NewString() }
+
+// reprResult is the Python repr of a task's JSON result, as task-succeeded
+// events carry it.
+func reprResult(res json.RawMessage) string {
+	if len(res) > 0 && res[0] == '[' {
+		// A list, not a tuple: wrap it so ReprJSON shows the list itself.
+		return trimOuterTuple(celery.ReprJSON(append(append([]byte{'['}, res...), ']'), "None"))
+	}
+	return celery.ReprJSON(res, "None")
+}
+
+func trimOuterTuple(s string) string {
+	s = strings.TrimPrefix(s, "(")
+	s = strings.TrimSuffix(s, ")")
+	return strings.TrimSuffix(s, ",")
+}
+
+func retryRepr(r *RetryError, reason string) string {
+	if r.Err != nil {
+		return exceptionOf(r.Err).Repr()
+	}
+	return "Retry(" + celery.PyRepr(reason) + ")"
+}

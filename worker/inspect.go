@@ -44,12 +44,17 @@ func (w *Worker) Active() []TaskInfo {
 	return out
 }
 
-// Reserved lists tasks taken from the queue that wait for a free slot
-// (ETA tasks are listed by Scheduled).
+// Reserved lists tasks taken from the queue that wait for a free slot or
+// for their rate limit (ETA tasks are listed by Scheduled).
 func (w *Worker) Reserved() []TaskInfo {
 	var out []TaskInfo
 	for _, j := range w.pool.queued() {
 		out = append(out, j.info())
+	}
+	for _, j := range w.scheduler.snapshot() {
+		if !isETAHold(j) {
+			out = append(out, j.info())
+		}
 	}
 	return out
 }
@@ -58,10 +63,14 @@ func (w *Worker) Reserved() []TaskInfo {
 func (w *Worker) Scheduled() []TaskInfo {
 	var out []TaskInfo
 	for _, j := range w.scheduler.snapshot() {
-		out = append(out, j.info())
+		if isETAHold(j) {
+			out = append(out, j.info())
+		}
 	}
 	return out
 }
+
+func isETAHold(j *job) bool { return j.msg.ETA != nil && j.due.Equal(*j.msg.ETA) }
 
 // Totals returns how many tasks of each name finished since start.
 func (w *Worker) Totals() map[string]int64 {

@@ -35,6 +35,8 @@ type TaskOptions struct {
 	IgnoreResult bool
 	// AcksLate overrides the worker's acks_late setting when non-nil.
 	AcksLate *bool
+	// RateLimit is Celery's per-worker rate_limit ("10/s", "100/m").
+	RateLimit string
 }
 
 // TaskOption sets a TaskOptions field.
@@ -56,6 +58,9 @@ func WithIgnoreResult() TaskOption { return func(o *TaskOptions) { o.IgnoreResul
 
 // WithAcksLate overrides the worker's acks_late for this task.
 func WithAcksLate(late bool) TaskOption { return func(o *TaskOptions) { o.AcksLate = &late } }
+
+// WithRateLimit sets Celery's per-worker rate limit ("10/s", "100/m", "1000/h").
+func WithRateLimit(spec string) TaskOption { return func(o *TaskOptions) { o.RateLimit = spec } }
 
 // handler runs a task on raw JSON args and kwargs and returns the encoded
 // result.

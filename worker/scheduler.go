@@ -8,9 +8,10 @@ import (
 	"github.com/qagen/qagen/internal/clock"
 )
 
-// scheduler holds ETA tasks in memory until they are due, like Celery's
-// timer; the messages stay in unacked meanwhile (the refresher keeps them
-// from being restored by another consumer).
+// scheduler holds jobs in memory until they are due (ETA tasks, like
+// Celery's timer, and tasks waiting for their rate limit); the messages stay
+// in unacked meanwhile (the lease keeper keeps them from being restored by
+// another consumer).
 type scheduler struct {
 	clock clock.Clock
 	fire  func(*job)
@@ -41,7 +42,7 @@ func (s *scheduler) arm() {
 	if len(s.jobs) == 0 {
 		return
 	}
-	next := *s.jobs[0].msg.ETA
+	next := s.jobs[0].due
 	if s.timer != nil && !s.due.After(next) {
 		return
 	}
@@ -57,7 +58,7 @@ func (s *scheduler) tick() {
 	s.timer = nil
 	now := s.clock.Now()
 	var ready []*job
-	for len(s.jobs) > 0 && !s.jobs[0].msg.ETA.After(now) {
+	for len(s.jobs) > 0 && !s.jobs[0].due.After(now) {
 		ready = append(ready, heap.Pop(&s.jobs).(*job))
 	}
 	if !s.closed {
@@ -89,7 +90,7 @@ func (s *scheduler) snapshot() []*job {
 	defer s.mu.Unlock()
 	out := append([]*job(nil), s.jobs...)
 	for i := 1; i < len(out); i++ { // small insertion sort: heaps are not sorted
-		for k := i; k > 0 && out[k].msg.ETA.Before(*out[k-1].msg.ETA); k-- {
+		for k := i; k > 0 && out[k].due.Before(out[k-1].due); k-- {
 			out[k], out[k-1] = out[k-1], out[k]
 		}
 	}
@@ -99,7 +100,7 @@ func (s *scheduler) snapshot() []*job {
 type etaHeap []*job
 
 func (h etaHeap) Len() int           { return len(h) }
-func (h etaHeap) Less(i, j int) bool { return h[i].msg.ETA.Before(*h[j].msg.ETA) }
+func (h etaHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
 func (h etaHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *etaHeap) Push(x any)        { *h = append(*h, x.(*job)) }
 func (h *etaHeap) Pop() any {

@@ -32,6 +32,25 @@ type Broker interface {
 	Requeue(ctx context.Context, tags ...string) (int, error)
 	Extend(ctx context.Context, tags []string) error
 	RestoreVisible(ctx context.Context) (int, error)
+
+	// Remote control and events (fanout exchanges over pub/sub).
+	Channel(exchange, routingKey string) string
+	Listen(ctx context.Context, l broker.Listener)
+	PublishDirect(ctx context.Context, exchange, routingKey string, body []byte) (int, error)
+	PublishFanout(ctx context.Context, msgs ...broker.FanoutMessage) error
+	Bind(ctx context.Context, exchange, routingKey, queue string) error
+	Unbind(ctx context.Context, exchange, routingKey, queue string) error
+}
+
+// BrokerInfo describes the broker connection for the stats command
+// (never the password).
+type BrokerInfo struct {
+	Hostname         string
+	Port             int
+	UserID           string
+	VirtualHost      string
+	SSL              bool
+	TransportOptions map[string]any
 }
 
 // ResultStore is what the worker needs from the result backend.
@@ -81,8 +100,22 @@ type Config struct {
 	Location *time.Location
 	// BlockTimeout is the BRPOP timeout when the queues are empty (1 s).
 	BlockTimeout time.Duration
-	Clock        clock.Clock
-	Logger       zerolog.Logger
+	// TaskEvents sends task-* events (-E); enable_events turns them on later.
+	TaskEvents bool
+	// HeartbeatInterval is the worker-heartbeat period (Celery: 2 s);
+	// negative disables worker events.
+	HeartbeatInterval time.Duration
+	// DisableControl turns off the remote-control mailbox.
+	DisableControl bool
+	// StateDB keeps revoked task ids across restarts (Celery's --statedb).
+	StateDB string
+	// Version is reported as sw_ver in events and stats.
+	Version string
+	// BrokerInfo and Conf are reported by the stats and conf commands.
+	BrokerInfo BrokerInfo
+	Conf       map[string]any
+	Clock      clock.Clock
+	Logger     zerolog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -123,6 +156,12 @@ func (c *Config) setDefaults() error {
 	if c.Clock == nil {
 		c.Clock = clock.Real{}
 	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 2 * time.Second
+	}
+	if c.Version == "" {
+		c.Version = "dev"
+	}
 	return nil
 }
 
@@ -146,6 +185,13 @@ type job struct {
 	acked   atomic.Bool
 	started time.Time
 	req     *Request
+	// due is when a held job (ETA, rate limit) may run; owned by whoever
+	// holds the job (consumer, then scheduler).
+	due time.Time
+	// rated is set once the job passed its task's rate limit.
+	rated bool
+	// cancel cancels the running task's context (terminate, limits).
+	cancel context.CancelCauseFunc
 }
 
 // Worker consumes task messages and runs them.
@@ -164,6 +210,21 @@ type Worker struct {
 	completer *completer
 	lease     *leaseKeeper
 	recoverer *recoverer
+	events    *dispatcher
+	heart     *heartbeater
+	mailbox   *mailbox
+	revoked   *revokedSet
+	rates     *rateLimiter
+	// lamport is the logical clock of events and control replies.
+	lamport atomic.Int64
+	// stopRun ends Run's consuming phase (the shutdown command).
+	stopRun context.CancelFunc
+
+	queuesMu sync.Mutex // guards queues
+	queues   []string   // consumed queues, in round-robin order
+
+	limitsMu   sync.Mutex // guards timeLimits
+	timeLimits map[string][2]time.Duration
 
 	// taskCtx is the parent of every task's context; Abort cancels it.
 	taskCtx    context.Context
@@ -199,12 +260,31 @@ func New(cfg Config, reg *Registry, b Broker, results ResultStore) (*Worker, err
 		held: map[string]*job{}, running: map[*job]struct{}{}, totals: map[string]int64{}, abort: make(chan struct{}),
 	}
 	w.taskCtx, w.cancelTask = context.WithCancel(context.Background())
+	w.queues = append([]string(nil), cfg.Queues...)
+	w.timeLimits = map[string][2]time.Duration{}
+	w.rates = newRateLimiter()
+	for _, name := range reg.Names() {
+		if spec := reg.lookup(name).opts.RateLimit; spec != "" {
+			if err := w.rates.set(name, spec); err != nil {
+				return nil, fmt.Errorf("worker: task %s: %w", name, err)
+			}
+		}
+	}
+	revoked, err := newRevokedSet(cfg.StateDB)
+	if err != nil {
+		return nil, err
+	}
+	w.revoked = revoked
 	w.credits = newCredits(cfg.Concurrency * cfg.PrefetchMultiplier)
 	w.pool = newPool(cfg.Concurrency, w.execute)
 	w.scheduler = newScheduler(w.clock, w.submit)
 	w.completer = newCompleter(b, results, w.log, w.abort)
 	w.lease = &leaseKeeper{broker: b, clock: w.clock, interval: cfg.LeaseInterval, tags: w.heldTags, log: w.log}
 	w.recoverer = &recoverer{broker: b, clock: w.clock, interval: cfg.RestoreInterval, log: w.log}
+	w.events = newDispatcher(b, w.clock, cfg.Hostname, &w.lamport, w.log)
+	w.events.taskEvents.Store(cfg.TaskEvents)
+	w.heart = &heartbeater{w: w, interval: cfg.HeartbeatInterval}
+	w.mailbox = &mailbox{w: w, log: w.log}
 	return w, nil
 }
 
@@ -226,10 +306,21 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("worker: declare queues: %w", err)
 	}
 	w.started = w.clock.Now()
+	ctx, w.stopRun = context.WithCancel(ctx)
+	defer w.stopRun()
 	go w.completer.run()
+	w.events.start()
+	if !w.cfg.DisableControl {
+		if err := w.mailbox.start(); err != nil {
+			return err
+		}
+	}
 	w.lease.start()
 	if w.cfg.RestoreInterval > 0 {
 		w.recoverer.start()
+	}
+	if w.cfg.HeartbeatInterval > 0 {
+		w.heart.start()
 	}
 	w.log.Info().Str("hostname", w.cfg.Hostname).Strs("queues", w.cfg.Queues).
 		Int("concurrency", w.cfg.Concurrency).Int("prefetch", w.credits.capacity()).
@@ -293,6 +384,16 @@ func (w *Worker) shutdown() error {
 	w.lease.shutdown()
 	if w.cfg.RestoreInterval > 0 {
 		w.recoverer.shutdown()
+	}
+	if !w.cfg.DisableControl {
+		w.mailbox.shutdown()
+	}
+	if w.cfg.HeartbeatInterval > 0 {
+		w.heart.shutdown()
+	}
+	w.events.shutdown()
+	if err := w.revoked.save(w.clock.Now()); err != nil {
+		w.log.Error().Err(err).Msg("could not save the statedb")
 	}
 	w.log.Info().Int64("processed", w.processed.Load()).Msg("worker stopped")
 	return nil

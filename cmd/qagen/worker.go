@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,6 +53,11 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "timezone", Usage: "app timezone for date_done and retry ETAs", Value: d.Timezone, EnvVars: []string{"QAGEN_TIMEZONE"}},
 			&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys"},
 			&cli.Float64Flag{Name: "shutdown-timeout", Usage: "seconds a warm shutdown waits for running tasks (0: hard time limit + 10 s)"},
+			&cli.BoolFlag{Name: "events", Aliases: []string{"E"}, Usage: "send task events (celery -E)", EnvVars: []string{"QAGEN_TASK_EVENTS"}},
+			&cli.Float64Flag{Name: "heartbeat-interval", Usage: "seconds between worker-heartbeat events", Value: 2},
+			&cli.BoolFlag{Name: "without-heartbeat", Usage: "send no worker events (online, heartbeat, offline)"},
+			&cli.BoolFlag{Name: "without-control", Usage: "do not answer remote-control commands (inspect, status, revoke)"},
+			&cli.StringFlag{Name: "statedb", Usage: "file that keeps revoked task ids across restarts (%n, %p expand)"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile to this file (diagnostics)", Hidden: true},
 			&cli.StringFlag{Name: "default-queue", Usage: "queue for follow-up tasks whose options name none", Value: d.DefaultQueue},
 		},
@@ -126,13 +132,21 @@ func runWorker(c *cli.Context) error {
 	if err := ping(c.Context, backendPool); err != nil {
 		return fmt.Errorf("result backend %s: %w", backendOpts, err)
 	}
-	b := broker.New(brokerPool, broker.Options{KeyPrefix: cfg.KeyPrefix, VisibilityTimeout: cfg.VisibilityTimeout})
+	b := broker.New(brokerPool, broker.Options{DB: brokerOpts.DB, KeyPrefix: cfg.KeyPrefix, VisibilityTimeout: cfg.VisibilityTimeout})
 	expires := cfg.ResultExpires
 	if expires == 0 {
 		expires = -1
 	}
 	results := backend.New(backendPool, backend.Options{Expires: expires})
 
+	heartbeat := secondsFlag(c.Float64("heartbeat-interval"))
+	if c.Bool("without-heartbeat") || heartbeat <= 0 {
+		heartbeat = -1
+	}
+	statedb := c.String("statedb")
+	if statedb != "" {
+		statedb = config.LogFilePath(statedb, nodename)
+	}
 	reg := worker.NewRegistry()
 	tasks.RegisterDiagnostics(reg)
 	w, err := worker.New(worker.Config{
@@ -140,6 +154,16 @@ func runWorker(c *cli.Context) error {
 		Hostname: nodename, AcksLate: cfg.AcksLate, TimeLimit: cfg.TimeLimit, SoftTimeLimit: cfg.SoftTimeLimit,
 		VisibilityTimeout: cfg.VisibilityTimeout, ShutdownGrace: cfg.ShutdownGrace,
 		RestoreInterval: secondsFlag(c.Float64("restore-interval")),
+		TaskEvents:        c.Bool("events"),
+		HeartbeatInterval: heartbeat,
+		DisableControl:    c.Bool("without-control"),
+		StateDB:           statedb,
+		Version:           version,
+		BrokerInfo:        brokerInfo(brokerOpts, cfg),
+		Conf: map[string]any{
+			"broker_url": brokerOpts.String(), "result_backend": backendOpts.String(),
+			"worker_hostname": nodename, "task_queues": cfg.Queues, "result_expires": cfg.ResultExpires.Seconds(),
+		},
 		TrackStarted:    cfg.TrackStarted, ResultExtended: cfg.ResultExtended, DefaultQueue: cfg.DefaultQueue,
 		Location: loc, Logger: log,
 	}, reg, b, results)
@@ -190,6 +214,23 @@ func ping(ctx context.Context, p *redis.Pool) error {
 	defer conn.Close()
 	_, err = conn.Do("PING")
 	return err
+}
+
+// brokerInfo is what the stats command reports about the broker: Celery's
+// fields, never the password.
+func brokerInfo(o rdb.Options, cfg config.Worker) worker.BrokerInfo {
+	host, port := o.Address, 0
+	if o.Network == "tcp" {
+		if h, p, err := net.SplitHostPort(o.Address); err == nil {
+			host = h
+			port, _ = strconv.Atoi(p)
+		}
+	}
+	opts := map[string]any{"visibility_timeout": cfg.VisibilityTimeout.Seconds()}
+	if cfg.KeyPrefix != "" {
+		opts["global_keyprefix"] = cfg.KeyPrefix
+	}
+	return worker.BrokerInfo{Hostname: host, Port: port, UserID: o.Username, VirtualHost: strconv.Itoa(o.DB), SSL: o.TLS, TransportOptions: opts}
 }
 
 // secondsFlag turns a seconds flag into a duration; 0 stays 0.
