@@ -19,34 +19,40 @@ type controlFunc func(w *Worker, args json.RawMessage) (any, error)
 // controlCommands are the commands of Celery's worker/control.py that a
 // Go worker can honour.
 var controlCommands = map[string]controlFunc{
-	"ping":             func(*Worker, json.RawMessage) (any, error) { return map[string]string{"ok": "pong"}, nil },
-	"stats":            (*Worker).cmdStats,
-	"active":           (*Worker).cmdActive,
-	"reserved":         (*Worker).cmdReserved,
-	"scheduled":        (*Worker).cmdScheduled,
-	"registered":       (*Worker).cmdRegistered,
-	"active_queues":    (*Worker).cmdActiveQueues,
-	"query_task":       (*Worker).cmdQueryTask,
-	"revoked":          func(w *Worker, _ json.RawMessage) (any, error) { return w.revoked.list(w.clock.Now()), nil },
-	"clock":            func(w *Worker, _ json.RawMessage) (any, error) { return map[string]int64{"clock": w.lamport.Load()}, nil },
-	"conf":             (*Worker).cmdConf,
-	"report":           (*Worker).cmdReport,
-	"revoke":           (*Worker).cmdRevoke,
-	"terminate":        (*Worker).cmdTerminate,
-	"rate_limit":       (*Worker).cmdRateLimit,
-	"time_limit":       (*Worker).cmdTimeLimit,
-	"add_consumer":     (*Worker).cmdAddConsumer,
-	"cancel_consumer":  (*Worker).cmdCancelConsumer,
-	"pool_grow":        (*Worker).cmdPoolGrow,
-	"pool_shrink":      (*Worker).cmdPoolShrink,
-	"autoscale":        func(*Worker, json.RawMessage) (any, error) { return nil, pyError("ValueError", "Autoscale not enabled") },
-	"pool_restart":     func(*Worker, json.RawMessage) (any, error) { return nil, pyError("ValueError", "Pool restarts not enabled") },
-	"enable_events":    (*Worker).cmdEnableEvents,
-	"disable_events":   (*Worker).cmdDisableEvents,
-	"heartbeat":        (*Worker).cmdHeartbeat,
-	"hello":            (*Worker).cmdHello,
-	"shutdown":         (*Worker).cmdShutdown,
-	"election":         func(*Worker, json.RawMessage) (any, error) { return nil, nil },
+	"ping":          func(*Worker, json.RawMessage) (any, error) { return map[string]string{"ok": "pong"}, nil },
+	"stats":         (*Worker).cmdStats,
+	"active":        (*Worker).cmdActive,
+	"reserved":      (*Worker).cmdReserved,
+	"scheduled":     (*Worker).cmdScheduled,
+	"registered":    (*Worker).cmdRegistered,
+	"active_queues": (*Worker).cmdActiveQueues,
+	"query_task":    (*Worker).cmdQueryTask,
+	"revoked":       func(w *Worker, _ json.RawMessage) (any, error) { return w.revoked.list(w.clock.Now()), nil },
+	"clock": func(w *Worker, _ json.RawMessage) (any, error) {
+		return map[string]int64{"clock": w.lamport.Load()}, nil
+	},
+	"conf":            (*Worker).cmdConf,
+	"report":          (*Worker).cmdReport,
+	"revoke":          (*Worker).cmdRevoke,
+	"terminate":       (*Worker).cmdTerminate,
+	"rate_limit":      (*Worker).cmdRateLimit,
+	"time_limit":      (*Worker).cmdTimeLimit,
+	"add_consumer":    (*Worker).cmdAddConsumer,
+	"cancel_consumer": (*Worker).cmdCancelConsumer,
+	"pool_grow":       (*Worker).cmdPoolGrow,
+	"pool_shrink":     (*Worker).cmdPoolShrink,
+	"autoscale": func(*Worker, json.RawMessage) (any, error) {
+		return nil, pyError("ValueError", "Autoscale not enabled")
+	},
+	"pool_restart": func(*Worker, json.RawMessage) (any, error) {
+		return nil, pyError("ValueError", "Pool restarts not enabled")
+	},
+	"enable_events":  (*Worker).cmdEnableEvents,
+	"disable_events": (*Worker).cmdDisableEvents,
+	"heartbeat":      (*Worker).cmdHeartbeat,
+	"hello":          (*Worker).cmdHello,
+	"shutdown":       (*Worker).cmdShutdown,
+	"election":       func(*Worker, json.RawMessage) (any, error) { return nil, nil },
 	"revoke_by_stamped_headers": func(*Worker, json.RawMessage) (any, error) {
 		return nil, pyError("NotImplementedError", "qagen workers do not stamp tasks")
 	},
@@ -98,8 +104,10 @@ func (w *Worker) infos(ts []TaskInfo, args json.RawMessage) []map[string]any {
 	return out
 }
 
-func (w *Worker) cmdActive(args json.RawMessage) (any, error)   { return w.infos(w.Active(), args), nil }
-func (w *Worker) cmdReserved(args json.RawMessage) (any, error) { return w.infos(w.Reserved(), args), nil }
+func (w *Worker) cmdActive(args json.RawMessage) (any, error) { return w.infos(w.Active(), args), nil }
+func (w *Worker) cmdReserved(args json.RawMessage) (any, error) {
+	return w.infos(w.Reserved(), args), nil
+}
 
 func (w *Worker) cmdScheduled(args json.RawMessage) (any, error) {
 	out := []map[string]any{}
@@ -329,7 +337,7 @@ func (w *Worker) cmdRateLimit(args json.RawMessage) (any, error) {
 		spec = s
 	}
 	if err := w.rates.set(a.TaskName, spec); err != nil {
-		return map[string]string{"error": err.Error()}, nil
+		return map[string]string{"error": "Invalid rate limit string: " + spec}, nil
 	}
 	if r, _ := parseRateLimit(spec); r == 0 {
 		return map[string]string{"ok": "rate limit disabled successfully"}, nil
@@ -469,4 +477,3 @@ func (w *Worker) cmdShutdown(json.RawMessage) (any, error) {
 	w.requestShutdown()
 	return nil, nil
 }
-

@@ -18,13 +18,13 @@ func parseRateLimit(s string) (perSecond float64, err error) {
 	num, unit, hasUnit := strings.Cut(s, "/")
 	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("Invalid rate limit string: %q", s)
+		return 0, fmt.Errorf("invalid rate limit string: %q", s)
 	}
 	div := 1.0
 	if hasUnit {
 		unit = strings.TrimSpace(unit)
 		if unit == "" {
-			return 0, fmt.Errorf("Invalid rate limit string: %q", s)
+			return 0, fmt.Errorf("invalid rate limit string: %q", s)
 		}
 		switch unit[:1] {
 		case "s":
@@ -33,7 +33,7 @@ func parseRateLimit(s string) (perSecond float64, err error) {
 		case "h":
 			div = 3600
 		default:
-			return 0, fmt.Errorf("Invalid rate limit string: %q", s)
+			return 0, fmt.Errorf("invalid rate limit string: %q", s)
 		}
 	}
 	return n / div, nil

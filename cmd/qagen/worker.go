@@ -153,7 +153,7 @@ func runWorker(c *cli.Context) error {
 		Queues: cfg.Queues, Concurrency: cfg.Concurrency, PrefetchMultiplier: cfg.PrefetchMultiplier,
 		Hostname: nodename, AcksLate: cfg.AcksLate, TimeLimit: cfg.TimeLimit, SoftTimeLimit: cfg.SoftTimeLimit,
 		VisibilityTimeout: cfg.VisibilityTimeout, ShutdownGrace: cfg.ShutdownGrace,
-		RestoreInterval: secondsFlag(c.Float64("restore-interval")),
+		RestoreInterval:   secondsFlag(c.Float64("restore-interval")),
 		TaskEvents:        c.Bool("events"),
 		HeartbeatInterval: heartbeat,
 		DisableControl:    c.Bool("without-control"),
@@ -164,7 +164,7 @@ func runWorker(c *cli.Context) error {
 			"broker_url": brokerOpts.String(), "result_backend": backendOpts.String(),
 			"worker_hostname": nodename, "task_queues": cfg.Queues, "result_expires": cfg.ResultExpires.Seconds(),
 		},
-		TrackStarted:    cfg.TrackStarted, ResultExtended: cfg.ResultExtended, DefaultQueue: cfg.DefaultQueue,
+		TrackStarted: cfg.TrackStarted, ResultExtended: cfg.ResultExtended, DefaultQueue: cfg.DefaultQueue,
 		Location: loc, Logger: log,
 	}, reg, b, results)
 	if err != nil {
