@@ -291,24 +291,35 @@ func (w *Worker) cmdRevoke(args json.RawMessage) (any, error) {
 		return nil, err
 	}
 	ids := idList(a.TaskID)
-	w.revoked.add(w.clock.Now(), ids...)
-	if err := w.revoked.save(w.clock.Now()); err != nil {
-		w.log.Warn().Err(err).Msg("could not save the statedb")
-	}
-	w.log.Info().Strs("ids", ids).Bool("terminate", a.Terminate).Msg("tasks revoked")
+	terminated := w.Revoke(a.Terminate, a.Signal, ids...)
 	if a.Terminate {
-		var terminated []string
-		for _, id := range ids {
-			if w.terminate(id, a.Signal) {
-				terminated = append(terminated, id)
-			}
-		}
 		if len(terminated) == 0 {
 			return map[string]string{"ok": "terminate: tasks unknown"}, nil
 		}
 		return map[string]string{"ok": "terminate: " + strings.Join(terminated, ", ")}, nil
 	}
 	return map[string]string{"ok": fmt.Sprintf("tasks %s flagged as revoked", strings.Join(ids, ", "))}, nil
+}
+
+// Revoke flags task ids as revoked: they are not run when they arrive or
+// come due (REVOKED is stored instead). With terminate, those running now
+// are given up at once and stored as REVOKED('terminated'); the returned ids
+// are the ones that were running here.
+func (w *Worker) Revoke(terminate bool, signal string, ids ...string) (terminated []string) {
+	now := w.clock.Now()
+	w.revoked.add(now, ids...)
+	if err := w.revoked.save(now); err != nil {
+		w.log.Warn().Err(err).Msg("could not save the statedb")
+	}
+	w.log.Info().Strs("ids", ids).Bool("terminate", terminate).Msg("tasks revoked")
+	if terminate {
+		for _, id := range ids {
+			if w.terminate(id, signal) {
+				terminated = append(terminated, id)
+			}
+		}
+	}
+	return terminated
 }
 
 func (w *Worker) cmdTerminate(args json.RawMessage) (any, error) {

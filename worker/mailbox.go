@@ -110,7 +110,7 @@ func (w *Worker) control(req *celery.ControlRequest) (reply json.RawMessage, sen
 		return celery.ControlError("%s", err.Error()), true
 	}
 	if out == nil {
-		return nil, req.Method != "shutdown"
+		return json.RawMessage("null"), req.Method != "shutdown"
 	}
 	b, err := json.Marshal(out)
 	if err != nil {

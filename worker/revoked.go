@@ -56,7 +56,9 @@ func (r *revokedSet) add(now time.Time, ids ...string) {
 	for _, id := range ids {
 		r.ids[id] = now
 	}
-	r.purgeLocked(now)
+	if len(r.ids) > revokedMax {
+		r.purgeLocked(now)
+	}
 }
 
 // has reports whether id is revoked (and not expired).
@@ -90,7 +92,8 @@ func (r *revokedSet) purgeLocked(now time.Time) {
 		all = append(all, entry{id, at})
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].at.Before(all[j].at) })
-	for _, e := range all[:len(all)-revokedMax] {
+	// Trim to 90% so a full set does not sort on every add.
+	for _, e := range all[:len(all)-revokedMax*9/10] {
 		delete(r.ids, e.id)
 	}
 }

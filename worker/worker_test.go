@@ -753,3 +753,67 @@ func TestChordJoin(t *testing.T) {
 	}
 	h.eventually("acked", func() bool { return h.unacked() == 0 })
 }
+
+func TestRevokeAndTerminate(t *testing.T) {
+	t.Parallel()
+	g := newGate()
+	defer g.open()
+	h := newHarness(t, func(c *worker.Config) { c.Concurrency = 1 })
+	g.register(h.reg, true) // ignores cancellation, like a stuck LLM call
+	h.start()
+	// Revoked before it arrives: refused on arrival.
+	h.w.Revoke(false, "", "early")
+	if _, err := h.client.Send(context.Background(), producer.Task{Name: "qagen.echo", Options: producer.Options{ID: "early", Queue: h.queue}}); err != nil {
+		t.Fatal(err)
+	}
+	if m := h.result("early"); m.Status != celery.StateRevoked || h.exception(m).Message() != "revoked" {
+		t.Fatalf("early: %s %s", m.Status, m.Result)
+	}
+	// Revoked while waiting for its ETA: REVOKED when it comes due.
+	eta := h.send("qagen.echo", nil, producer.Options{ETA: h.clock.Now().Add(time.Minute)})
+	h.eventually("scheduled", func() bool { return len(h.w.Scheduled()) == 1 })
+	h.w.Revoke(false, "", eta)
+	h.clock.Advance(time.Minute)
+	if m := h.result(eta); m.Status != celery.StateRevoked {
+		t.Fatalf("eta: %s", m.Status)
+	}
+	// Terminated while running: the only slot is freed at once.
+	running := h.send("test.block", nil, producer.Options{})
+	g.waitStarted(t)
+	next := h.send("qagen.echo", []any{"next"}, producer.Options{})
+	if got := h.w.Revoke(true, "SIGTERM", running); len(got) != 1 {
+		t.Fatalf("terminated %v", got)
+	}
+	m := h.result(running)
+	if exc := h.exception(m); m.Status != celery.StateRevoked || exc.Message() != "terminated" {
+		t.Fatalf("terminated: %s %s", m.Status, m.Result)
+	}
+	if m := h.result(next); m.Status != celery.StateSuccess {
+		t.Fatalf("slot not freed: %s", m.Status)
+	}
+	h.eventually("acked", func() bool { return h.unacked() == 0 })
+}
+
+func TestRateLimitDelaysWithoutHoldingSlots(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *worker.Config) { c.Concurrency = 2; c.PrefetchMultiplier = 4 })
+	worker.Register(h.reg, "test.limited", func(context.Context, struct{}) (int, error) { return 1, nil }, worker.WithRateLimit("1/s"))
+	h.start()
+	ids := []string{h.send("test.limited", nil, producer.Options{}), h.send("test.limited", nil, producer.Options{}), h.send("test.limited", nil, producer.Options{})}
+	other := h.send("qagen.echo", []any{1}, producer.Options{})
+	h.result(ids[0])
+	if m := h.result(other); m.Status != celery.StateSuccess {
+		t.Fatal("an unlimited task waited behind rate-limited ones")
+	}
+	time.Sleep(20 * time.Millisecond)
+	if h.meta(ids[1]) != nil {
+		t.Fatal("second task ran before its token")
+	}
+	if r := h.w.Reserved(); len(r) != 2 {
+		t.Fatalf("rate-limited tasks should be reserved, got %d", len(r))
+	}
+	h.clock.Advance(time.Second)
+	h.result(ids[1])
+	h.clock.Advance(time.Second)
+	h.result(ids[2])
+}
