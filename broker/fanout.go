@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -130,31 +131,42 @@ func (b *Broker) listenOnce(ctx context.Context, patterns []string, ready func()
 	}
 }
 
+// publishDirectScript routes a message through a direct exchange in one
+// step: the bindings are read and the message pushed atomically, so a
+// client that removes its reply binding and lists cannot get a list
+// re-created behind its back. KEYS[1] = the binding set; ARGV = routing
+// key, separator, key prefix, message. Returns the number of queues.
+var publishDirectScript = redis.NewScript(1, `
+local n = 0
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local s1 = string.find(m, ARGV[2], 1, true)
+  if s1 then
+    local rk = string.sub(m, 1, s1 - 1)
+    local s2 = string.find(m, ARGV[2], s1 + #ARGV[2], true)
+    if s2 and rk == ARGV[1] then
+      redis.call('LPUSH', ARGV[3] .. string.sub(m, s2 + #ARGV[2]), ARGV[4])
+      n = n + 1
+    end
+  end
+end
+return n
+`)
+
 // PublishDirect routes a message through a direct exchange the way kombu
-// does: SMEMBERS _kombu.binding.<exchange>, then LPUSH to every queue bound
-// with the routing key. It returns how many queues received it; kombu drops
-// a message that matches no binding, and so does this.
+// does: to every queue bound with the routing key in
+// _kombu.binding.<exchange> (LPUSH). It returns how many queues received
+// it; kombu drops a message that matches no binding, and so does this.
 func (b *Broker) PublishDirect(ctx context.Context, exchange, routingKey string, body []byte) (int, error) {
 	conn, err := b.pool.GetContext(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer conn.Close()
-	queues, err := b.lookup(conn, exchange, routingKey)
+	n, err := redis.Int(publishDirectScript.Do(conn, b.Key(celery.BindingKey(exchange)), routingKey, b.opts.Priority.Sep, b.opts.KeyPrefix, body))
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("broker: publish to %s: %w", exchange, err)
 	}
-	for _, q := range queues {
-		if err := conn.Send("LPUSH", b.Key(q), body); err != nil {
-			return 0, err
-		}
-	}
-	if len(queues) > 0 {
-		if _, err := conn.Do(""); err != nil {
-			return 0, fmt.Errorf("broker: publish to %s: %w", exchange, err)
-		}
-	}
-	return len(queues), nil
+	return n, nil
 }
 
 // Bind adds a queue binding (SADD _kombu.binding.<exchange>).
@@ -187,24 +199,31 @@ func (b *Broker) Unbind(ctx context.Context, exchange, routingKey, queue string)
 }
 
 // Pop waits up to timeout for one message from a queue (all its priority
-// lists), returning nil when none came.
+// lists, lowest step first), returning nil when none came. A timeout of 0
+// or less does not wait.
 func (b *Broker) Pop(ctx context.Context, queue string, timeout time.Duration) ([]byte, error) {
 	conn, err := b.pool.GetContext(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	args := []any{}
-	for _, l := range b.opts.Priority.Lists(queue) {
+	lists := b.opts.Priority.Lists(queue)
+	if timeout <= 0 {
+		for _, l := range lists {
+			data, err := redis.Bytes(conn.Do("RPOP", b.Key(l)))
+			if errors.Is(err, redis.ErrNil) {
+				continue
+			}
+			return data, err
+		}
+		return nil, nil
+	}
+	args := make([]any, 0, len(lists)+1)
+	for _, l := range lists {
 		args = append(args, b.Key(l))
 	}
-	secs := max(int((timeout+time.Second-1)/time.Second), 1)
-	if timeout < time.Second {
-		// BRPOP takes fractional seconds since Redis 6.
-		args = append(args, fmt.Sprintf("%.3f", timeout.Seconds()))
-	} else {
-		args = append(args, secs)
-	}
+	// Redis ≥ 6 takes fractional seconds; 0 would mean "forever".
+	args = append(args, strconv.FormatFloat(max(timeout.Seconds(), 0.001), 'f', 3, 64))
 	reply, err := redis.Values(redis.DoWithTimeout(conn, timeout+5*time.Second, "BRPOP", args...))
 	if errors.Is(err, redis.ErrNil) {
 		return nil, nil

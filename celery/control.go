@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -57,10 +56,12 @@ type ControlRequest struct {
 	ReplyTo *ReplyTo `json:"reply_to,omitempty"`
 }
 
-// Matches reports whether the request addresses nodename: by destination
-// list, else by pattern with the glob or pcre matcher, else everyone.
+// Matches reports whether the request addresses nodename, as kombu's
+// Node.handle_message decides: a non-empty destination list must name it;
+// else a pattern with a matcher must match it (glob: fnmatch; pcre: re.match,
+// anchored at the start); else every node is addressed.
 func (r *ControlRequest) Matches(nodename string) bool {
-	if r.Destination != nil {
+	if len(r.Destination) > 0 {
 		for _, d := range r.Destination {
 			if d == nodename {
 				return true
@@ -68,18 +69,63 @@ func (r *ControlRequest) Matches(nodename string) bool {
 		}
 		return false
 	}
-	if r.Pattern != nil && r.Matcher != nil {
+	if r.Pattern != nil && *r.Pattern != "" && r.Matcher != nil && *r.Matcher != "" {
+		var re *regexp.Regexp
+		var err error
 		switch *r.Matcher {
 		case "glob":
-			ok, err := path.Match(*r.Pattern, nodename)
-			return err == nil && ok
+			re, err = regexp.Compile(fnmatchRegexp(*r.Pattern))
 		case "pcre":
-			re, err := regexp.Compile(*r.Pattern)
-			return err == nil && re.MatchString(nodename)
+			re, err = regexp.Compile(`^(?:` + *r.Pattern + `)`)
+		default:
+			return false
 		}
-		return false
+		return err == nil && re.MatchString(nodename)
 	}
 	return true
+}
+
+// fnmatchRegexp translates a shell pattern as Python's fnmatch.translate
+// does: * and ? match any character (including "/"), [!...] negates.
+func fnmatchRegexp(pat string) string {
+	var b strings.Builder
+	b.WriteString(`(?s)^`)
+	for i := 0; i < len(pat); i++ {
+		c := pat[i]
+		switch c {
+		case '*':
+			b.WriteString(`.*`)
+		case '?':
+			b.WriteString(`.`)
+		case '[':
+			j := i + 1
+			if j < len(pat) && pat[j] == '!' {
+				j++
+			}
+			if j < len(pat) && pat[j] == ']' {
+				j++
+			}
+			for j < len(pat) && pat[j] != ']' {
+				j++
+			}
+			if j >= len(pat) {
+				b.WriteString(`\[`)
+				continue
+			}
+			class := strings.ReplaceAll(pat[i+1:j], `\`, `\\`)
+			if strings.HasPrefix(class, "!") {
+				class = "^" + class[1:]
+			} else if strings.HasPrefix(class, "^") || strings.HasPrefix(class, "[") {
+				class = `\` + class
+			}
+			b.WriteString("[" + class + "]")
+			i = j
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString(`$`)
+	return b.String()
 }
 
 // DecodeControlRequest reads a pidbox message published on the control

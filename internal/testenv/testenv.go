@@ -21,6 +21,8 @@ import (
 // Redis databases, one per test package, so packages can run in parallel
 // and each may FLUSHDB its own. The bench harness uses database 2.
 const (
+	DBScript   = 8 // start_celery.sh end-to-end test (cmd/qagen): key prefixes, never flushed
+	DBControl  = 9 // remote-control client (control)
 	DBBroker   = 10
 	DBBackend  = 11
 	DBWorker   = 12
@@ -92,6 +94,37 @@ func Redis(t testing.TB, db int) (*redis.Pool, rdb.Options) {
 func Prefix(t testing.TB) string {
 	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
 	return "t:" + name + ":" + uuid.NewString()[:8] + ":"
+}
+
+// RequireRedis fails (or skips, see package doc) unless the test Redis
+// server answers on database db. Unlike Redis it flushes nothing: for tests
+// that isolate themselves with key prefixes and outlive other test binaries'
+// flushes (a long end-to-end test).
+func RequireRedis(t testing.TB, db int) {
+	t.Helper()
+	opts, err := rdb.ParseURL(URL(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := opts.Dial(5 * time.Second)
+	if err == nil {
+		_, err = conn.Do("PING")
+		conn.Close()
+	}
+	if err != nil {
+		missing(t, "Redis at %s: %v", Addr(), err)
+	}
+}
+
+// RequireCommands fails (or skips, see package doc) unless every named
+// program is on PATH.
+func RequireCommands(t testing.TB, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			missing(t, "%s is not on PATH", n)
+		}
+	}
 }
 
 // Python is the interpreter with Debian's python3-celery.
