@@ -114,7 +114,7 @@ func (w *Worker) cmdScheduled(args json.RawMessage) (any, error) {
 	for _, t := range w.Scheduled() {
 		eta := ""
 		if t.ETA != nil {
-			eta = t.ETA.Format(time.RFC3339Nano)
+			eta = celery.FormatTime(*t.ETA)
 		}
 		out = append(out, map[string]any{"eta": eta, "priority": 6, "request": w.requestInfo(t, false)})
 	}

@@ -37,17 +37,21 @@ func TestRateLimiterBucket(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Unix(1000, 0)
-	// A full bucket (one second's worth) lets two through at once.
-	for i := 0; i < 2; i++ {
-		if d := r.reserve("t", now); d != 0 {
-			t.Fatalf("token %d of the bucket's capacity waited %v", i+1, d)
-		}
+	// Celery's bucket holds one token: no burst, tasks 1/rate apart.
+	if d := r.reserve("t", now); d != 0 {
+		t.Fatalf("first task waited %v", d)
 	}
 	if d := r.reserve("t", now); d != 500*time.Millisecond {
-		t.Fatalf("third task waits %v, want 500ms", d)
+		t.Fatalf("second task waits %v, want 500ms", d)
 	}
 	if d := r.reserve("t", now); d != time.Second {
-		t.Fatalf("fourth task waits %v, want 1s", d)
+		t.Fatalf("third task waits %v, want 1s", d)
+	}
+	if d := r.reserve("t", now.Add(5*time.Second)); d != 0 {
+		t.Fatalf("after a long pause the bucket must hold one token, got a wait of %v", d)
+	}
+	if d := r.reserve("t", now.Add(5*time.Second)); d != 500*time.Millisecond {
+		t.Fatalf("a pause must not build up a burst, got a wait of %v", d)
 	}
 	if d := r.reserve("other", now); d != 0 {
 		t.Fatal("a task without a limit was delayed")

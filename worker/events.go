@@ -130,7 +130,8 @@ func (d *dispatcher) task(eventType string, fields map[string]any) {
 func (w *Worker) workerFields(freq float64) map[string]any {
 	_, running, _ := w.pool.size()
 	return map[string]any{
-		"freq": freq, "active": running, "processed": w.processed.Load(),
+		// A float on the wire, as Python sends it (2.0, not 2).
+		"freq": json.Number(strconv.FormatFloat(freq, 'f', -1, 64) + floatSuffix(freq)), "active": running, "processed": w.processed.Load(),
 		"loadavg": loadavg(), "sw_ident": SoftwareIdent, "sw_ver": w.cfg.Version, "sw_sys": sysName(),
 	}
 }
@@ -188,4 +189,11 @@ func sysName() string {
 		return "Windows"
 	}
 	return runtime.GOOS
+}
+
+func floatSuffix(f float64) string {
+	if f == float64(int64(f)) {
+		return ".0"
+	}
+	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -282,7 +283,7 @@ func (w *Worker) finishRevoked(j *job, reason string) { w.finishRevokedEvent(j, 
 
 func (w *Worker) finishRevokedEvent(j *job, reason, signal string) {
 	w.events.task("task-revoked", map[string]any{"uuid": j.msg.ID, "terminated": reason == "terminated",
-		"signum": nilIfEmpty(signal), "expired": reason == "expired"})
+		"signum": signalNumber(signal), "expired": reason == "expired"})
 	result, _ := celery.ErrRevoked(reason).MarshalJSON()
 	meta := w.meta(j, celery.StateRevoked, result, "")
 	j.state.Store(jobDone)
@@ -460,3 +461,20 @@ func retryRepr(r *RetryError, reason string) string {
 	}
 	return "Retry(" + celery.PyRepr(reason) + ")"
 }
+
+// signalNumber is the signum of a task-revoked event: the signal's number,
+// as Celery sends it (SIGTERM is 15), or null.
+func signalNumber(name string) any {
+	if name == "" {
+		return nil
+	}
+	if n, err := strconv.Atoi(name); err == nil {
+		return n
+	}
+	if n, ok := signalNumbers[strings.TrimPrefix(strings.ToUpper(name), "SIG")]; ok {
+		return n
+	}
+	return name
+}
+
+var signalNumbers = map[string]int{"HUP": 1, "INT": 2, "QUIT": 3, "ABRT": 6, "KILL": 9, "USR1": 10, "USR2": 12, "TERM": 15}

@@ -73,8 +73,9 @@ func (r *rateLimiter) set(task, spec string) error {
 		return nil
 	}
 	r.specs[task] = spec
-	// Celery's bucket capacity is one second's worth (at least one token).
-	r.buckets[task] = &bucket{rate: rate, tokens: max(rate, 1)}
+	// Celery's per-task bucket is TokenBucket(rate, capacity=1): no burst,
+	// tasks are spaced 1/rate apart.
+	r.buckets[task] = &bucket{rate: rate, tokens: 1}
 	return nil
 }
 
@@ -93,9 +94,8 @@ func (r *rateLimiter) reserve(task string, now time.Time) time.Duration {
 	if b == nil {
 		return 0
 	}
-	capacity := max(b.rate, 1)
 	if !b.last.IsZero() {
-		b.tokens = min(capacity, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.tokens = min(1, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	}
 	b.last = now
 	b.tokens--

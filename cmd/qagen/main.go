@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 )
@@ -23,6 +24,11 @@ func main() {
 		Commands: []*cli.Command{
 			workerCommand(),
 			callCommand(),
+			inspectCommand(),
+			controlCommand(),
+			statusCommand(),
+			queuesCommand(),
+			purgeCommand(),
 		},
 	}
 	if err := app.Run(interspersed(app, os.Args)); err != nil {
@@ -107,11 +113,7 @@ func newLogger(level, format string, out io.Writer) (zerolog.Logger, error) {
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && isatty.IsTerminal(f.Fd())
 }
 
 // parseLevel maps Celery's level names onto zerolog's.

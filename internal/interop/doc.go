@@ -7,6 +7,14 @@
 // queues of their own, and drive the Python side with the scripts in
 // testdata/python, which print one JSON line of observations each.
 //
+// control_test.go drives the Go worker's remote control and events with the
+// real Python tools: the `celery` command line (inspect, status, control,
+// with testdata/python/celeryconfig_interop.py for the key prefix),
+// app.control, app.events.Receiver and celery.events.state.State
+// (testdata/python/control.py). Each of its workers has a key prefix of its
+// own, which the pidbox and event channels carry, so parallel tests never
+// answer each other's broadcasts.
+//
 //	go test ./internal/interop -count=1 -v
 //
 // The tests mostly wait (task sleeps, ETAs, visibility timeouts), so unless

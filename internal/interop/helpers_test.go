@@ -268,9 +268,28 @@ type goWorker struct {
 // logs and waits until it is consuming. extra are more flags.
 func (e *env) startGoWorker(t *testing.T, tag string, concurrency int, extra ...string) *goWorker {
 	t.Helper()
-	host := fmt.Sprintf("go_%s_%s@interop", tag, short())
+	return e.startGoWorkerAs(t, tag, goWorkerOpts{}, concurrency, extra...)
+}
+
+// goWorkerOpts override startGoWorker's defaults.
+type goWorkerOpts struct {
+	hostname string // default go_<tag>_<random>@interop
+	broker   string // default the env's URL
+}
+
+// startGoWorkerAs is startGoWorker with a chosen nodename or broker URL.
+func (e *env) startGoWorkerAs(t *testing.T, tag string, o goWorkerOpts, concurrency int, extra ...string) *goWorker {
+	t.Helper()
+	host := o.hostname
+	if host == "" {
+		host = newGoHostname(tag)
+	}
+	brokerURL := o.broker
+	if brokerURL == "" {
+		brokerURL = e.url
+	}
 	argv := []string{qagenBin, "worker",
-		"--broker", e.url, "--result-backend", e.url,
+		"--broker", brokerURL, "--result-backend", e.url,
 		"-Q", e.queue, "-l", "debug", "--log-format", "json",
 		"--hostname", host, "-c", fmt.Sprint(concurrency),
 	}
@@ -282,6 +301,9 @@ func (e *env) startGoWorker(t *testing.T, tag string, concurrency int, extra ...
 	w.waitLog(t, `"worker ready"`, 15*time.Second)
 	return w
 }
+
+// newGoHostname returns a unique nodename for a Go worker.
+func newGoHostname(tag string) string { return fmt.Sprintf("go_%s_%s@interop", tag, short()) }
 
 // logLine is one JSON log line of a Go worker.
 type logLine struct {
@@ -373,28 +395,35 @@ func (e *env) runPy(t testing.TB, timeout time.Duration, out any, args ...string
 // runPyEnv is runPy with more environment variables (QAGEN_IT_TZ, ...).
 func (e *env) runPyEnv(t testing.TB, timeout time.Duration, extraEnv []string, out any, args ...string) {
 	t.Helper()
+	e.runScript(t, "client.py", timeout, extraEnv, out, args...)
+}
+
+// runScript runs a script of testdata/python with the env's settings and
+// decodes its last line of JSON into out. A script error fails the test.
+func (e *env) runScript(t testing.TB, script string, timeout time.Duration, extraEnv []string, out any, args ...string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, testenv.Python, append([]string{"client.py"}, args...)...)
+	cmd := exec.CommandContext(ctx, testenv.Python, append([]string{script}, args...)...)
 	cmd.Dir = pyDir
 	cmd.Env = append(append(e.pyEnv(), extraEnv...), fmt.Sprintf("QAGEN_IT_TIMEOUT=%g", (timeout-5*time.Second).Seconds()))
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	if ctx.Err() != nil {
-		t.Fatalf("client.py %s timed out after %s\nstderr:\n%s", strings.Join(args, " "), timeout, stderr.String())
+		t.Fatalf("%s %s timed out after %s\nstderr:\n%s", script, strings.Join(args, " "), timeout, stderr.String())
 	}
 	line := lastLine(stdout.Bytes())
 	if err != nil {
-		t.Fatalf("client.py %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		t.Fatalf("%s %s: %v\nstdout:\n%s\nstderr:\n%s", script, strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.UseNumber()
 	if err := dec.Decode(out); err != nil {
-		t.Fatalf("client.py %s printed no JSON (%v)\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, stdout.String(), stderr.String())
+		t.Fatalf("%s %s printed no JSON (%v)\nstdout:\n%s\nstderr:\n%s", script, strings.Join(args, " "), err, stdout.String(), stderr.String())
 	}
 	if testing.Verbose() {
-		t.Logf("client.py %s -> %s", strings.Join(args, " "), abbreviate(string(line), 1500))
+		t.Logf("%s %s -> %s", script, strings.Join(args, " "), abbreviate(string(line), 1500))
 	}
 }
 
