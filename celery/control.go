@@ -131,11 +131,7 @@ func fnmatchRegexp(pat string) string {
 // DecodeControlRequest reads a pidbox message published on the control
 // channel. Only JSON is accepted.
 func DecodeControlRequest(raw []byte) (*ControlRequest, error) {
-	env, err := ParseEnvelope(raw)
-	if err != nil {
-		return nil, err
-	}
-	body, err := env.DecodeBody(compressionHeader(env.Headers), nil)
+	_, body, err := decodeJSONEnvelope(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -150,6 +146,19 @@ func DecodeControlRequest(raw []byte) (*ControlRequest, error) {
 		req.Arguments = json.RawMessage("{}")
 	}
 	return &req, nil
+}
+
+// decodeJSONEnvelope parses an envelope and returns its JSON body.
+func decodeJSONEnvelope(raw []byte) (*Envelope, []byte, error) {
+	env, err := ParseEnvelope(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	body, err := env.DecodeBody(compressionHeader(env.Headers), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return env, body, nil
 }
 
 func compressionHeader(headers json.RawMessage) string {
@@ -220,7 +229,7 @@ type ControlReply struct {
 
 // DecodeControlReply reads a reply envelope.
 func DecodeControlReply(raw []byte) (*ControlReply, error) {
-	env, err := ParseEnvelope(raw)
+	env, body, err := decodeJSONEnvelope(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -229,10 +238,6 @@ func DecodeControlReply(raw []byte) (*ControlReply, error) {
 		Clock  int64  `json:"clock"`
 	}
 	_ = Unmarshal(env.Headers, &h)
-	body, err := env.DecodeBody(compressionHeader(env.Headers), nil)
-	if err != nil {
-		return nil, err
-	}
 	r := &ControlReply{Ticket: h.Ticket, Clock: h.Clock}
 	if err := Unmarshal(body, &r.Replies); err != nil {
 		return nil, NewException("DecodeError", ModuleKombu, "control reply is not {nodename: result}: "+err.Error())
@@ -253,11 +258,7 @@ func EncodeEvent(hostname, routingKey string, body []byte) []byte {
 // DecodeEvents reads an event envelope: one event object, or a list of them
 // (Celery batches task events as task.multi).
 func DecodeEvents(raw []byte) ([]map[string]json.RawMessage, error) {
-	env, err := ParseEnvelope(raw)
-	if err != nil {
-		return nil, err
-	}
-	body, err := env.DecodeBody(compressionHeader(env.Headers), nil)
+	_, body, err := decodeJSONEnvelope(raw)
 	if err != nil {
 		return nil, err
 	}

@@ -299,17 +299,7 @@ func runInspect(c *cli.Context) error {
 	}
 	defer r.close()
 	replies, _, err := r.call(c, method, args, true)
-	if err != nil {
-		return err
-	}
-	if len(replies) == 0 {
-		return &exitError{code: exUnavailable, err: errNoReplies}
-	}
-	if r.json {
-		return printJSON(r.out, replies)
-	}
-	fmt.Fprintf(r.out, "\n%s online.\n", nodes(len(replies)))
-	return nil
+	return r.summarize(replies, err)
 }
 
 func runStatus(c *cli.Context) error {
@@ -322,6 +312,12 @@ func runStatus(c *cli.Context) error {
 	}
 	defer r.close()
 	replies, _, err := r.call(c, "ping", map[string]any{}, false)
+	return r.summarize(replies, err)
+}
+
+// summarize ends inspect and status: exit 69 without replies, else the
+// JSON or the node count.
+func (r *remote) summarize(replies map[string]json.RawMessage, err error) error {
 	if err != nil {
 		return err
 	}
