@@ -91,7 +91,10 @@ func (w *Worker) execute(j *job) bool {
 	if !j.state.CompareAndSwap(jobActive, jobDone) {
 		return true
 	}
-	if err != nil && errors.Is(context.Cause(ctx), errSoftTimeLimit) && isCancellation(err) {
+	var retry *RetryError
+	if err != nil && !errors.As(err, &retry) && errors.Is(context.Cause(ctx), errSoftTimeLimit) && isCancellation(err) {
+		// A task that asked for a retry on its soft limit gets it, as a
+		// Python task catching SoftTimeLimitExceeded does.
 		err = celery.ErrSoftTimeLimit()
 	}
 	w.finish(j, res, err)

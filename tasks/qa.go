@@ -1,0 +1,406 @@
+package tasks
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/qagen/qagen/llm"
+	"github.com/qagen/qagen/worker"
+)
+
+// Task names of the Python system (celery_tasks.py), kept so producers
+// cannot tell a Go worker from a Python one.
+const (
+	TaskUnified = "celery_tasks.generate_qa_unified_async"
+	TaskChunk   = "celery_tasks.generate_qa_for_chunk_async"
+	TaskBatch   = "celery_tasks.generate_qa_for_batch_async"
+)
+
+// QAConfig configures the Q&A tasks.
+type QAConfig struct {
+	// Provider returns the provider of a name ("gemini", "openai",
+	// "offline"); llm.New with a cache in production.
+	Provider func(ctx context.Context, name string) (llm.Provider, error)
+	// DefaultProvider is used when a task names none (LLM_PROVIDER, else
+	// "gemini").
+	DefaultProvider string
+	// ForceProvider, when set, replaces whatever provider tasks name (a
+	// worker pinned to one provider, or the offline demo).
+	ForceProvider string
+	// MaxRetries is how often a chunk is retried (3, as in Python).
+	MaxRetries int
+	// BaseDelay scales the exponential backoff: retry r waits
+	// BaseDelay·2^r plus up to a second of jitter (Python: 2^r·2 s + U(0,1)).
+	BaseDelay time.Duration
+	Logger    zerolog.Logger
+	// Jitter returns a value in [0, 1); injectable for tests.
+	Jitter func() float64
+}
+
+func (c *QAConfig) setDefaults() {
+	if c.DefaultProvider == "" {
+		c.DefaultProvider = "gemini"
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 3
+	}
+	if c.BaseDelay == 0 {
+		c.BaseDelay = 2 * time.Second
+	}
+	if c.Jitter == nil {
+		c.Jitter = rand.Float64
+	}
+}
+
+// RegisterQA adds the Q&A tasks.
+func RegisterQA(reg *worker.Registry, cfg QAConfig) {
+	cfg.setDefaults()
+	q := &qaTasks{cfg: cfg}
+	// The task manages its own retry budget: when it is used up it returns
+	// {"success": false, ...} (state SUCCESS), the Python contract.
+	opts := []worker.TaskOption{worker.WithMaxRetries(-1)}
+	worker.Register(reg, TaskUnified, q.unified, opts...)
+	worker.Register(reg, TaskChunk, q.chunk, opts...)
+	worker.Register(reg, TaskBatch, q.batch, opts...)
+}
+
+type qaTasks struct{ cfg QAConfig }
+
+// UnifiedArgs are generate_qa_unified_async(chunk_data, config, model=None, provider=None).
+type UnifiedArgs struct {
+	Chunk    json.RawMessage `celery:"chunk_data"`
+	Config   json.RawMessage `celery:"config"`
+	Model    *string         `celery:"model,optional"`
+	Provider *string         `celery:"provider,optional"`
+}
+
+// ChunkArgs are generate_qa_for_chunk_async(chunk_data, config, model="gemini-2.0-flash").
+type ChunkArgs struct {
+	Chunk  json.RawMessage `celery:"chunk_data"`
+	Config json.RawMessage `celery:"config"`
+	Model  *string         `celery:"model,optional"`
+}
+
+// BatchArgs are generate_qa_for_batch_async(chunks, config, model="gemini-2.0-flash").
+type BatchArgs struct {
+	Chunks json.RawMessage `celery:"chunks"`
+	Config json.RawMessage `celery:"config"`
+	Model  *string         `celery:"model,optional"`
+}
+
+// QAPair is one pair in a task result, with the keys collectors read.
+type QAPair struct {
+	Question      string          `json:"question"`
+	Answer        string          `json:"answer"`
+	QuestionType  string          `json:"question_type"`
+	SourceChunkID string          `json:"source_chunk_id"`
+	DocID         any             `json:"doc_id"`
+	DatasetType   any             `json:"dataset_type"`
+	ChunkIdx      json.RawMessage `json:"chunk_idx"`
+	Provider      string          `json:"provider"`
+}
+
+// QAResult is the task's return value: the Python contract's keys first,
+// in its order, then model and usage (extra keys collectors ignore).
+type QAResult struct {
+	Success  bool     `json:"success"`
+	ChunkID  string   `json:"chunk_id,omitempty"`
+	ChunkIDs []string `json:"chunk_ids,omitempty"`
+	QAPairs  []QAPair `json:"qa_pairs"`
+	Provider string   `json:"provider"`
+	Error    *string  `json:"error"`
+	Model    string   `json:"model,omitempty"`
+	Usage    *Usage   `json:"usage,omitempty"`
+}
+
+// Usage is what the LLM calls of one task run cost.
+type Usage struct {
+	Calls        int     `json:"calls"`
+	InputTokens  int     `json:"input_tokens"`
+	OutputTokens int     `json:"output_tokens"`
+	LatencyMS    float64 `json:"latency_ms"`
+	Structured   bool    `json:"structured"`
+}
+
+func (u *Usage) add(x llm.Usage) {
+	u.Calls++
+	u.InputTokens += x.InputTokens
+	u.OutputTokens += x.OutputTokens
+	u.LatencyMS += float64(x.Latency.Microseconds()) / 1000
+	u.Structured = x.Structured
+}
+
+func (q *qaTasks) unified(ctx context.Context, a UnifiedArgs) (QAResult, error) {
+	return q.runSingle(ctx, a.Chunk, a.Config, deref(a.Model), deref(a.Provider))
+}
+
+// chunk is the legacy task: Gemini, as the Python delegate hard-codes.
+func (q *qaTasks) chunk(ctx context.Context, a ChunkArgs) (QAResult, error) {
+	return q.runSingle(ctx, a.Chunk, a.Config, deref(a.Model), "gemini")
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// job is one LLM request: one chunk, or several in a batch.
+type job struct {
+	chunks   []chunkInput
+	counts   []int
+	config   configInput
+	provider llm.Provider
+	name     string // provider label in results
+	model    string
+}
+
+func (q *qaTasks) runSingle(ctx context.Context, chunkRaw, configRaw json.RawMessage, model, provider string) (QAResult, error) {
+	c, err := parseChunk(chunkRaw, "chunk_data")
+	if err != nil {
+		return q.failed(ctx, []string{chunkIDOf(chunkRaw)}, false, q.providerLabel(provider), err), nil
+	}
+	j, err := q.prepare(ctx, []chunkInput{c}, configRaw, model, provider)
+	if err != nil {
+		return q.failed(ctx, []string{c.ID}, false, q.providerLabel(provider), err), nil
+	}
+	return q.execute(ctx, j, false)
+}
+
+func (q *qaTasks) batch(ctx context.Context, a BatchArgs) (QAResult, error) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(a.Chunks, &raws); err != nil || len(raws) == 0 {
+		err := inputError("chunks must be a non-empty list of chunk dicts, got %s", jsonKind(a.Chunks))
+		return q.failed(ctx, nil, true, q.providerLabel("gemini"), err), nil
+	}
+	chunks := make([]chunkInput, 0, len(raws))
+	ids := make([]string, 0, len(raws))
+	for i, raw := range raws {
+		c, err := parseChunk(raw, fmt.Sprintf("chunks[%d]", i))
+		if err != nil {
+			for _, r := range raws {
+				ids = append(ids, chunkIDOf(r))
+			}
+			return q.failed(ctx, ids, true, q.providerLabel("gemini"), err), nil
+		}
+		chunks = append(chunks, c)
+		ids = append(ids, c.ID)
+	}
+	j, err := q.prepare(ctx, chunks, a.Config, deref(a.Model), "gemini")
+	if err != nil {
+		return q.failed(ctx, ids, true, q.providerLabel("gemini"), err), nil
+	}
+	return q.execute(ctx, j, true)
+}
+
+// providerLabel is the provider a result names.
+func (q *qaTasks) providerLabel(asked string) string {
+	switch {
+	case q.cfg.ForceProvider != "":
+		return q.cfg.ForceProvider
+	case asked != "":
+		return strings.ToLower(strings.TrimSpace(asked))
+	}
+	return q.cfg.DefaultProvider
+}
+
+// prepare validates the config and resolves provider and model; every
+// error here is permanent.
+func (q *qaTasks) prepare(ctx context.Context, chunks []chunkInput, configRaw json.RawMessage, model, provider string) (*job, error) {
+	cfg, err := parseConfig(configRaw)
+	if err != nil {
+		return nil, err
+	}
+	name := q.providerLabel(provider)
+	p, err := q.cfg.Provider(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: provider %q: %v", errInput, name, err)
+	}
+	if model != "" && name == "gemini" && isOpenAIModel(model) {
+		q.cfg.Logger.Warn().Str("model", model).Str("using", p.DefaultModel()).
+			Msg("an OpenAI model name was sent with provider gemini; using the Gemini default")
+		model = ""
+	}
+	if model == "" {
+		model = p.DefaultModel()
+	}
+	j := &job{chunks: chunks, config: cfg, provider: p, name: p.Name(), model: model}
+	for _, c := range chunks {
+		j.counts = append(j.counts, pairsFor(c.Tokens, cfg.QAPerChunk))
+	}
+	return j, nil
+}
+
+// isOpenAIModel is the Python worker's test for OpenAI model names.
+func isOpenAIModel(model string) bool {
+	m := strings.ToLower(model)
+	for _, s := range []string{"gpt", "o1", "o3", "o4"} {
+		if strings.Contains(m, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// execute makes the LLM call(s) and turns the outcome into the task's
+// result, a retry, or — once retries are used up — the failed contract.
+func (q *qaTasks) execute(ctx context.Context, j *job, batch bool) (QAResult, error) {
+	ids := make([]string, len(j.chunks))
+	for i, c := range j.chunks {
+		ids[i] = c.ID
+	}
+	var usage Usage
+	pairs, err := q.generate(ctx, j, batch, &usage)
+	req := worker.RequestFrom(ctx)
+	log := q.cfg.Logger.With().Str("task_id", req.ID).Strs("chunks", ids).Str("provider", j.name).Str("model", j.model).Logger()
+	if err == nil {
+		log.Info().Int("pairs", len(pairs)).Int("calls", usage.Calls).Int("input_tokens", usage.InputTokens).
+			Int("output_tokens", usage.OutputTokens).Float64("latency_ms", usage.LatencyMS).Msg("Q&A generated")
+		res := QAResult{Success: true, QAPairs: pairs, Provider: j.name, Model: j.model, Usage: &usage}
+		if batch {
+			res.ChunkIDs = ids
+		} else {
+			res.ChunkID = ids[0]
+		}
+		return res, nil
+	}
+	kind := llm.KindOf(err)
+	if kind == llm.KindPermanent || req.Retries >= q.cfg.MaxRetries {
+		log.Error().Err(err).Int("retries", req.Retries).Str("kind", kind.String()).Msg("Q&A generation failed; giving up on these chunks")
+		res := q.failed(ctx, ids, batch, j.name, err)
+		res.Model, res.Usage = j.model, &usage
+		return res, nil
+	}
+	delay := q.backoff(req.Retries)
+	if ra := llm.RetryAfter(err); ra > delay {
+		delay = ra + time.Duration(q.cfg.Jitter()*float64(time.Second))
+	}
+	log.Warn().Err(err).Int("retry", req.Retries+1).Dur("in", delay).Str("kind", kind.String()).Msg("Q&A generation failed; will retry")
+	return QAResult{}, worker.Retry(err, worker.Countdown(delay))
+}
+
+// backoff is BaseDelay·2^retries plus up to a second of jitter.
+func (q *qaTasks) backoff(retries int) time.Duration {
+	return q.cfg.BaseDelay*time.Duration(1<<min(retries, 10)) + time.Duration(q.cfg.Jitter()*float64(time.Second))
+}
+
+// failed is the contract's result for chunks given up on.
+func (q *qaTasks) failed(ctx context.Context, ids []string, batch bool, provider string, err error) QAResult {
+	msg := err.Error()
+	if errors.Is(err, errInput) {
+		id := ""
+		if r := worker.RequestFrom(ctx); r != nil {
+			id = r.ID
+		}
+		q.cfg.Logger.Error().Str("task_id", id).Strs("chunks", ids).Err(err).Msg("invalid task input; no LLM call made")
+	}
+	res := QAResult{Success: false, QAPairs: []QAPair{}, Provider: provider, Error: &msg}
+	if batch {
+		res.ChunkIDs = ids
+	} else if len(ids) > 0 {
+		res.ChunkID = ids[0]
+	}
+	return res
+}
+
+// chunkIDOf reads an id from a chunk dict that failed validation.
+func chunkIDOf(raw json.RawMessage) string {
+	var c struct {
+		ID any `json:"id"`
+	}
+	if json.Unmarshal(raw, &c) == nil && c.ID != nil {
+		return fmt.Sprint(c.ID)
+	}
+	return ""
+}
+
+// generate asks for structured output and, when the provider rejects it or
+// the answer does not parse, asks again in plain text and extracts the JSON
+// (the Python worker's fallback).
+func (q *qaTasks) generate(ctx context.Context, j *job, batch bool, usage *Usage) ([]QAPair, error) {
+	texts := make([]string, len(j.chunks))
+	source := make([]llm.SourceChunk, len(j.chunks))
+	for i, c := range j.chunks {
+		texts[i] = c.Text
+		source[i] = llm.SourceChunk{ID: c.ID, Text: c.Text, Pairs: j.counts[i]}
+	}
+	var req llm.Request
+	if batch {
+		req.System, req.Prompt = batchPrompt(j.config.Lang, texts, j.counts)
+		req.Schema = llm.BatchQASchema
+	} else {
+		req.System, req.Prompt = singlePrompt(j.config.Lang, texts[0], j.counts[0])
+		req.Schema = llm.QASchema
+	}
+	req.Model, req.Source, req.Pairs, req.Lang = j.model, source, j.counts[0], j.config.Lang
+
+	pairs, err := q.call(ctx, j, req, batch, usage)
+	if err == nil {
+		return pairs, nil
+	}
+	if k := llm.KindOf(err); k != llm.KindUnsupported && k != llm.KindBadOutput {
+		return nil, err
+	}
+	q.cfg.Logger.Info().Err(err).Str("provider", j.name).Msg("structured output failed; asking again in plain text")
+	req.Schema = nil
+	plain, perr := q.call(ctx, j, req, batch, usage)
+	if perr != nil {
+		return nil, perr
+	}
+	return plain, nil
+}
+
+func (q *qaTasks) call(ctx context.Context, j *job, req llm.Request, batch bool, usage *Usage) ([]QAPair, error) {
+	resp, err := j.provider.Generate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	usage.add(resp.Usage)
+	raw := json.RawMessage(resp.Text)
+	if req.Schema == nil || !json.Valid(raw) {
+		if raw, err = llm.ExtractJSONObject(resp.Text); err != nil {
+			return nil, &llm.Error{Provider: j.name, Kind: llm.KindBadOutput, Err: err}
+		}
+	}
+	got, err := llm.ParseQAPairs(raw)
+	if err != nil {
+		return nil, &llm.Error{Provider: j.name, Kind: llm.KindBadOutput, Err: err}
+	}
+	return q.attribute(j, got, batch)
+}
+
+// attribute turns model pairs into result pairs with their chunk's ids;
+// in a batch, a pair must name a chunk of the request.
+func (q *qaTasks) attribute(j *job, got []llm.QAPair, batch bool) ([]QAPair, error) {
+	out := make([]QAPair, 0, len(got))
+	covered := make([]bool, len(j.chunks))
+	for _, p := range got {
+		i := 0
+		if batch {
+			if p.ChunkIndex == nil || *p.ChunkIndex < 0 || *p.ChunkIndex >= len(j.chunks) {
+				return nil, &llm.Error{Provider: j.name, Kind: llm.KindBadOutput,
+					Err: fmt.Errorf("%w: a pair names no chunk of the request (chunk_index %v)", llm.ErrBadPairs, p.ChunkIndex)}
+			}
+			i = *p.ChunkIndex
+		}
+		covered[i] = true
+		c := j.chunks[i]
+		out = append(out, QAPair{Question: p.Question, Answer: p.Answer, QuestionType: p.QuestionType,
+			SourceChunkID: c.ID, DocID: c.DocID, DatasetType: c.DatasetType, ChunkIdx: c.ChunkIdx, Provider: j.name})
+	}
+	for i, ok := range covered {
+		if !ok {
+			return nil, &llm.Error{Provider: j.name, Kind: llm.KindBadOutput,
+				Err: fmt.Errorf("%w: no pairs for chunk %s", llm.ErrBadPairs, j.chunks[i].ID)}
+		}
+	}
+	return out, nil
+}
