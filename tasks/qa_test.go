@@ -71,7 +71,7 @@ func ctxRetries(n int) context.Context {
 }
 
 const (
-	chunkEN = `{"id": "cc_news_1_chunk_0", "text": "Celery is a task queue. It distributes work because one machine is not enough. Workers are used to run tasks.", "tokens": 120, "type": "paragraph", "sentences": [], "doc_id": "cc_news_1", "doc_idx": 1, "chunk_idx": 0, "dataset_type": "cc_news"}`
+	chunkEN  = `{"id": "cc_news_1_chunk_0", "text": "Celery is a task queue. It distributes work because one machine is not enough. Workers are used to run tasks.", "tokens": 120, "type": "paragraph", "sentences": [], "doc_id": "cc_news_1", "doc_idx": 1, "chunk_idx": 0, "dataset_type": "cc_news"}`
 	configEN = `{"name": "CC-News", "lang": "en", "qa_per_chunk": 5, "chunk_size": 300, "title_column": "title", "hf_config": null}`
 	goodJSON = `{"qa_pairs": [{"question": "What is Celery?", "answer": "A task queue.", "question_type": "fact"}, {"question": "Why distribute?", "answer": "One machine is not enough.", "question_type": "reason"}]}`
 )
