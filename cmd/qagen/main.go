@@ -29,6 +29,7 @@ func main() {
 			statusCommand(),
 			queuesCommand(),
 			purgeCommand(),
+			fakeLLMCommand(),
 		},
 	}
 	if err := app.Run(interspersed(app, os.Args)); err != nil {
