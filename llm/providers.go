@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"time"
 )
 
 // EnvProvider names the provider tasks use when they name none.
@@ -18,15 +19,25 @@ const DefaultProviderName = GeminiName
 // ProviderNames are the names New accepts.
 var ProviderNames = []string{GeminiName, OpenAIName, "offline"}
 
+// Options are settings common to every provider.
+type Options struct {
+	// Timeout bounds each call (default DefaultTimeout); keep it below the
+	// task's soft time limit.
+	Timeout time.Duration
+}
+
 // New builds the provider of a name — "gemini", "openai" or "offline" —
 // configured from the environment (see GeminiConfig and OpenAIConfig).
 // Names are case-insensitive and trimmed.
-func New(ctx context.Context, name string) (Provider, error) {
+func New(ctx context.Context, name string) (Provider, error) { return NewWith(ctx, name, Options{}) }
+
+// NewWith is New with options.
+func NewWith(ctx context.Context, name string, opts Options) (Provider, error) {
 	switch strings.ToLower(strings.TrimSpace(name)) {
 	case GeminiName:
-		return NewGemini(ctx, GeminiConfig{})
+		return NewGemini(ctx, GeminiConfig{Timeout: opts.Timeout})
 	case OpenAIName:
-		return NewOpenAI(OpenAIConfig{})
+		return NewOpenAI(OpenAIConfig{Timeout: opts.Timeout})
 	case "offline", OfflineName:
 		return Offline{}, nil
 	}
@@ -99,12 +110,4 @@ func (c *Cache) Reset() {
 	c.mu.Lock()
 	c.m = nil
 	c.mu.Unlock()
-}
-
-var defaultCache Cache
-
-// Cached returns the process-wide cached provider of a name (New on first
-// use). Its signature fits tasks.QAConfig.Provider.
-func Cached(ctx context.Context, name string) (Provider, error) {
-	return defaultCache.Get(ctx, name)
 }

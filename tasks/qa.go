@@ -26,7 +26,7 @@ const (
 // QAConfig configures the Q&A tasks.
 type QAConfig struct {
 	// Provider returns the provider of a name ("gemini", "openai",
-	// "offline"); llm.New with a cache in production.
+	// "offline"); an llm.Cache's Get in production.
 	Provider func(ctx context.Context, name string) (llm.Provider, error)
 	// DefaultProvider is used when a task names none (LLM_PROVIDER, else
 	// "gemini").
@@ -224,7 +224,7 @@ func (q *qaTasks) prepare(ctx context.Context, chunks []chunkInput, configRaw js
 	if err != nil {
 		return nil, fmt.Errorf("%w: provider %q: %v", errInput, name, err)
 	}
-	if model != "" && name == "gemini" && isOpenAIModel(model) {
+	if model != "" && name == "gemini" && llm.IsOpenAIModel(model) {
 		q.cfg.Logger.Warn().Str("model", model).Str("using", p.DefaultModel()).
 			Msg("an OpenAI model name was sent with provider gemini; using the Gemini default")
 		model = ""
@@ -237,17 +237,6 @@ func (q *qaTasks) prepare(ctx context.Context, chunks []chunkInput, configRaw js
 		j.counts = append(j.counts, pairsFor(c.Tokens, cfg.QAPerChunk))
 	}
 	return j, nil
-}
-
-// isOpenAIModel is the Python worker's test for OpenAI model names.
-func isOpenAIModel(model string) bool {
-	m := strings.ToLower(model)
-	for _, s := range []string{"gpt", "o1", "o3", "o4"} {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
 }
 
 // execute makes the LLM call(s) and turns the outcome into the task's

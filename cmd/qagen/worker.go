@@ -21,6 +21,7 @@ import (
 	"github.com/qagen/qagen/backend"
 	"github.com/qagen/qagen/broker"
 	"github.com/qagen/qagen/config"
+	"github.com/qagen/qagen/llm"
 	"github.com/qagen/qagen/rdb"
 	"github.com/qagen/qagen/tasks"
 	"github.com/qagen/qagen/worker"
@@ -58,6 +59,10 @@ func workerCommand() *cli.Command {
 			&cli.BoolFlag{Name: "without-heartbeat", Usage: "send no worker events (online, heartbeat, offline)"},
 			&cli.BoolFlag{Name: "without-control", Usage: "do not answer remote-control commands (inspect, status, revoke)"},
 			&cli.StringFlag{Name: "statedb", Usage: "file that keeps revoked task ids across restarts (%n, %p expand)"},
+			&cli.StringFlag{Name: "llm-provider", Usage: "use this LLM provider for every Q&A task, whatever the task names (gemini, openai, offline)", EnvVars: []string{"QAGEN_LLM_PROVIDER"}},
+			&cli.Float64Flag{Name: "llm-timeout", Usage: "seconds one LLM call may take (below the soft time limit)", Value: 90},
+			&cli.IntFlag{Name: "qa-max-retries", Usage: "retries of a Q&A task before it returns success=false", Value: 3},
+			&cli.Float64Flag{Name: "qa-retry-delay", Usage: "base of the exponential backoff between Q&A retries, in seconds", Value: 2},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile to this file (diagnostics)", Hidden: true},
 			&cli.StringFlag{Name: "default-queue", Usage: "queue for follow-up tasks whose options name none", Value: d.DefaultQueue},
 		},
@@ -149,6 +154,23 @@ func runWorker(c *cli.Context) error {
 	}
 	reg := worker.NewRegistry()
 	tasks.RegisterDiagnostics(reg)
+	llmTimeout := secondsFlag(c.Float64("llm-timeout"))
+	if cfg.SoftTimeLimit > 0 && llmTimeout >= cfg.SoftTimeLimit {
+		return fmt.Errorf("--llm-timeout (%s) must be below the soft time limit (%s)", llmTimeout, cfg.SoftTimeLimit)
+	}
+	force := strings.ToLower(strings.TrimSpace(c.String("llm-provider")))
+	if force != "" {
+		if _, err := llm.NewWith(c.Context, force, llm.Options{Timeout: llmTimeout}); err != nil {
+			return fmt.Errorf("--llm-provider %s: %w", force, err)
+		}
+	}
+	providers := &llm.Cache{NewFunc: func(ctx context.Context, name string) (llm.Provider, error) {
+		return llm.NewWith(ctx, name, llm.Options{Timeout: llmTimeout})
+	}}
+	tasks.RegisterQA(reg, tasks.QAConfig{
+		Provider: providers.Get, DefaultProvider: llm.ResolveName(""), ForceProvider: force,
+		MaxRetries: c.Int("qa-max-retries"), BaseDelay: secondsFlag(c.Float64("qa-retry-delay")), Logger: log,
+	})
 	w, err := worker.New(worker.Config{
 		Queues: cfg.Queues, Concurrency: cfg.Concurrency, PrefetchMultiplier: cfg.PrefetchMultiplier,
 		Hostname: nodename, AcksLate: cfg.AcksLate, TimeLimit: cfg.TimeLimit, SoftTimeLimit: cfg.SoftTimeLimit,
