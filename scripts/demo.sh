@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# make demo: a Go worker serves an unmodified Python Celery client.
+# make demo: Q&A generation on Go workers, driven exactly as the Python
+# system drives its Celery workers.
 #
-# Until the Q&A task lands (issue 4), the demo runs the diagnostic tasks:
-# the Python client sends them exactly as the Python producer sends its
-# tasks (send_task to the qa_generation-style queue), the Go worker runs
-# them, and the client reads results with AsyncResult.get() and with a
-# direct GET of celery-task-meta-<id>, as a02_make_qa_para.py does.
+#   1. `qagen fake-llm` stands in for Gemini (no API key, no cost), unless
+#      QAGEN_DEMO_REAL=1 and GOOGLE_API_KEY is set;
+#   2. a Go worker serves celery_tasks.generate_qa_unified_async through
+#      the real genai SDK;
+#   3. an unmodified Python Celery client sends chunks the way
+#      a02_make_qa_para.py does and reads the results straight from Redis;
+#   4. the operator tools (qagen status, inspect, queues, call) look at it;
+#   5. the worker shuts down warmly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,37 +17,63 @@ BROKER=${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}
 BACKEND=${CELERY_RESULT_BACKEND:-$BROKER}
 QUEUE=${QAGEN_DEMO_QUEUE:-qagen_demo}
 PYTHON=${PYTHON:-/usr/bin/python3}
+FAKE_ADDR=${QAGEN_DEMO_FAKE_ADDR:-127.0.0.1:18089}
 mkdir -p logs
-LOG=logs/demo-worker.log
+export CELERY_BROKER_URL=$BROKER CELERY_RESULT_BACKEND=$BACKEND QAGEN_DEMO_QUEUE=$QUEUE
 
-if ! command -v redis-cli >/dev/null || ! redis-cli -u "$BROKER" ping >/dev/null 2>&1; then
-  echo "demo: Redis at $BROKER does not answer (start it, or run .ci/run once)" >&2
+if ! bin/qagen queues -Q "$QUEUE" >/dev/null 2>&1; then
+  echo "demo: Redis at $(bin/qagen queues -Q "$QUEUE" 2>&1 | tail -1) — start it, or run .ci/run once" >&2
   exit 1
 fi
 
-echo "==> starting a Go worker on queue $QUEUE (log: $LOG)"
-bin/qagen worker -Q "$QUEUE" -c 8 -n "demo@%h" --broker "$BROKER" --result-backend "$BACKEND" -l info >"$LOG" 2>&1 &
-WORKER=$!
-trap 'kill -TERM $WORKER 2>/dev/null || true; wait $WORKER 2>/dev/null || true' EXIT
-for _ in $(seq 50); do grep -q "worker ready" "$LOG" && break; sleep 0.1; done
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
 
-if "$PYTHON" -c 'import celery' 2>/dev/null; then
-  echo "==> Python Celery client -> Go worker"
-  CELERY_BROKER_URL="$BROKER" CELERY_RESULT_BACKEND="$BACKEND" QAGEN_DEMO_QUEUE="$QUEUE" \
-    "$PYTHON" testdata/python/demo_client.py
+if [ -n "${QAGEN_DEMO_REAL:-}" ] && [ -n "${GOOGLE_API_KEY:-}" ]; then
+  echo "==> using the real Gemini API (QAGEN_DEMO_REAL=1)"
 else
-  echo "==> $PYTHON has no celery (apt-get install python3-celery); skipping the Python client part"
+  echo "==> starting qagen fake-llm on $FAKE_ADDR (Gemini API simulator, 150ms±50ms per call)"
+  bin/qagen fake-llm --addr "$FAKE_ADDR" --latency 150ms±50ms --seed 1 >logs/demo-fake-llm.log 2>&1 &
+  pids+=($!)
+  export GOOGLE_API_KEY=demo-key GOOGLE_GEMINI_BASE_URL="http://$FAKE_ADDR"
+  unset GEMINI_API_KEY
 fi
 
-echo "==> Go producer (qagen call) -> Go worker"
-bin/qagen call qagen.add --args '[40, 2]' -Q "$QUEUE" --wait --timeout 10s --broker "$BROKER" --result-backend "$BACKEND"
-bin/qagen call qagen.echo --args '["日本語もそのまま ✓"]' -Q "$QUEUE" --wait --timeout 10s --broker "$BROKER" --result-backend "$BACKEND"
+LOG=logs/demo-worker.log
+echo "==> starting a Go worker on queue $QUEUE (log: $LOG)"
+bin/qagen worker -Q "$QUEUE" -c 8 -n "demo@%h" -l info >"$LOG" 2>&1 &
+WORKER=$!
+pids+=("$WORKER")
+for _ in $(seq 50); do grep -q "worker ready" "$LOG" && break; sleep 0.1; done
+
+echo "==> the Python producer's calls (unmodified Celery 5 client) -> Go worker -> Gemini API"
+if "$PYTHON" -c 'import celery, redis' 2>/dev/null; then
+  "$PYTHON" testdata/python/demo_qa.py
+else
+  echo "   $PYTHON has no celery (apt-get install python3-celery); sending one chunk with qagen call instead"
+  bin/qagen call celery_tasks.generate_qa_unified_async -Q "$QUEUE" --wait --timeout 30s \
+    --args '[{"id": "demo_chunk_0", "text": "Redis keeps data in memory. It is fast because of that.", "tokens": 20, "doc_id": "demo", "chunk_idx": 0, "dataset_type": "demo"}, {"lang": "en", "qa_per_chunk": 2}, null, "gemini"]'
+fi
+
+echo "==> operator view"
+bin/qagen status -t 1 | sed 's/^/   /'
+bin/qagen inspect stats -t 1 --json | "$PYTHON" -c '
+import json, sys
+for node, s in json.load(sys.stdin).items():
+    print("   %s: %d slots, tasks done: %s" % (node, s["pool"]["max-concurrency"], json.dumps(s["total"])))' || true
+bin/qagen queues -Q "$QUEUE" | sed 's/^/   /'
+if [ -z "${QAGEN_DEMO_REAL:-}" ]; then
+  echo "   what the simulated provider saw: $(curl -s "http://$FAKE_ADDR/stats" 2>/dev/null || echo '(curl missing)')"
+fi
+
+echo "==> Go producer primitive (qagen call) and a failure reported with its Python type"
+bin/qagen call qagen.add --args '[40, 2]' -Q "$QUEUE" --wait --timeout 10s
 rc=0
-bin/qagen call qagen.fail --args '["a failure, reported with its Python type"]' -Q "$QUEUE" --wait --timeout 10s --broker "$BROKER" --result-backend "$BACKEND" || rc=$?
-echo "   (qagen call exits with $rc for a FAILURE)"
+bin/qagen call qagen.fail --args '["boom"]' -Q "$QUEUE" --wait --timeout 10s >/dev/null 2>&1 || rc=$?
+echo "   qagen.fail -> exit code $rc (FAILURE, ValueError)"
 
 echo "==> warm shutdown (SIGTERM)"
-kill -TERM $WORKER
-wait $WORKER || true
-trap - EXIT
-tail -n 4 "$LOG"
+kill -TERM "$WORKER"
+wait "$WORKER" || true
+tail -n 2 "$LOG" | sed 's/^/   /'
