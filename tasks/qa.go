@@ -59,10 +59,22 @@ func (c *QAConfig) setDefaults() {
 	}
 }
 
-// RegisterQA adds the Q&A tasks.
-func RegisterQA(reg *worker.Registry, cfg QAConfig) {
+// QA holds the bodies of the Q&A tasks. Workers register them
+// (Register); the producer runs them in-process (Chunk, Batch), with the
+// retry count in the context's worker.Request.
+type QA struct{ cfg QAConfig }
+
+// NewQA returns the Q&A tasks with cfg.
+func NewQA(cfg QAConfig) *QA {
 	cfg.setDefaults()
-	q := &qaTasks{cfg: cfg}
+	return &QA{cfg: cfg}
+}
+
+// RegisterQA adds the Q&A tasks to a worker's registry.
+func RegisterQA(reg *worker.Registry, cfg QAConfig) { NewQA(cfg).Register(reg) }
+
+// Register adds the Q&A tasks to a worker's registry.
+func (q *QA) Register(reg *worker.Registry) {
 	// The task manages its own retry budget: when it is used up it returns
 	// {"success": false, ...} (state SUCCESS), the Python contract.
 	opts := []worker.TaskOption{worker.WithMaxRetries(-1)}
@@ -71,7 +83,17 @@ func RegisterQA(reg *worker.Registry, cfg QAConfig) {
 	worker.Register(reg, TaskBatch, q.batch, opts...)
 }
 
-type qaTasks struct{ cfg QAConfig }
+// Chunk runs generate_qa_unified_async on one chunk dict. A
+// *worker.RetryError asks for another attempt after its countdown.
+func (q *QA) Chunk(ctx context.Context, chunk, config json.RawMessage, model, provider string) (QAResult, error) {
+	return q.runSingle(ctx, chunk, config, model, provider)
+}
+
+// Batch runs generate_qa_for_batch_async on a JSON list of chunk dicts, in
+// one LLM request.
+func (q *QA) Batch(ctx context.Context, chunks, config json.RawMessage, model, provider string) (QAResult, error) {
+	return q.runBatch(ctx, chunks, config, model, provider)
+}
 
 // UnifiedArgs are generate_qa_unified_async(chunk_data, config, model=None, provider=None).
 type UnifiedArgs struct {
@@ -88,11 +110,14 @@ type ChunkArgs struct {
 	Model  *string         `celery:"model,optional"`
 }
 
-// BatchArgs are generate_qa_for_batch_async(chunks, config, model="gemini-2.0-flash").
+// BatchArgs are generate_qa_for_batch_async(chunks, config,
+// model="gemini-2.0-flash"), plus an optional provider (Python's task has
+// none and uses Gemini; qagen's producer sends one only when it differs).
 type BatchArgs struct {
-	Chunks json.RawMessage `celery:"chunks"`
-	Config json.RawMessage `celery:"config"`
-	Model  *string         `celery:"model,optional"`
+	Chunks   json.RawMessage `celery:"chunks"`
+	Config   json.RawMessage `celery:"config"`
+	Model    *string         `celery:"model,optional"`
+	Provider *string         `celery:"provider,optional"`
 }
 
 // QAPair is one pair in a task result, with the keys collectors read.
@@ -137,12 +162,12 @@ func (u *Usage) add(x llm.Usage) {
 	u.Structured = x.Structured
 }
 
-func (q *qaTasks) unified(ctx context.Context, a UnifiedArgs) (QAResult, error) {
+func (q *QA) unified(ctx context.Context, a UnifiedArgs) (QAResult, error) {
 	return q.runSingle(ctx, a.Chunk, a.Config, deref(a.Model), deref(a.Provider))
 }
 
 // chunk is the legacy task: Gemini, as the Python delegate hard-codes.
-func (q *qaTasks) chunk(ctx context.Context, a ChunkArgs) (QAResult, error) {
+func (q *QA) chunk(ctx context.Context, a ChunkArgs) (QAResult, error) {
 	return q.runSingle(ctx, a.Chunk, a.Config, deref(a.Model), "gemini")
 }
 
@@ -163,7 +188,7 @@ type job struct {
 	model    string
 }
 
-func (q *qaTasks) runSingle(ctx context.Context, chunkRaw, configRaw json.RawMessage, model, provider string) (QAResult, error) {
+func (q *QA) runSingle(ctx context.Context, chunkRaw, configRaw json.RawMessage, model, provider string) (QAResult, error) {
 	c, err := parseChunk(chunkRaw, "chunk_data")
 	if err != nil {
 		return q.failed(ctx, []string{chunkIDOf(chunkRaw)}, false, q.providerLabel(provider), err), nil
@@ -175,11 +200,19 @@ func (q *qaTasks) runSingle(ctx context.Context, chunkRaw, configRaw json.RawMes
 	return q.execute(ctx, j, false)
 }
 
-func (q *qaTasks) batch(ctx context.Context, a BatchArgs) (QAResult, error) {
+func (q *QA) batch(ctx context.Context, a BatchArgs) (QAResult, error) {
+	provider := deref(a.Provider)
+	if provider == "" {
+		provider = "gemini"
+	}
+	return q.runBatch(ctx, a.Chunks, a.Config, deref(a.Model), provider)
+}
+
+func (q *QA) runBatch(ctx context.Context, chunksRaw, configRaw json.RawMessage, model, provider string) (QAResult, error) {
 	var raws []json.RawMessage
-	if err := json.Unmarshal(a.Chunks, &raws); err != nil || len(raws) == 0 {
-		err := inputError("chunks must be a non-empty list of chunk dicts, got %s", jsonKind(a.Chunks))
-		return q.failed(ctx, nil, true, q.providerLabel("gemini"), err), nil
+	if err := json.Unmarshal(chunksRaw, &raws); err != nil || len(raws) == 0 {
+		err := inputError("chunks must be a non-empty list of chunk dicts, got %s", jsonKind(chunksRaw))
+		return q.failed(ctx, nil, true, q.providerLabel(provider), err), nil
 	}
 	chunks := make([]chunkInput, 0, len(raws))
 	ids := make([]string, 0, len(raws))
@@ -189,20 +222,20 @@ func (q *qaTasks) batch(ctx context.Context, a BatchArgs) (QAResult, error) {
 			for _, r := range raws {
 				ids = append(ids, chunkIDOf(r))
 			}
-			return q.failed(ctx, ids, true, q.providerLabel("gemini"), err), nil
+			return q.failed(ctx, ids, true, q.providerLabel(provider), err), nil
 		}
 		chunks = append(chunks, c)
 		ids = append(ids, c.ID)
 	}
-	j, err := q.prepare(ctx, chunks, a.Config, deref(a.Model), "gemini")
+	j, err := q.prepare(ctx, chunks, configRaw, model, provider)
 	if err != nil {
-		return q.failed(ctx, ids, true, q.providerLabel("gemini"), err), nil
+		return q.failed(ctx, ids, true, q.providerLabel(provider), err), nil
 	}
 	return q.execute(ctx, j, true)
 }
 
 // providerLabel is the provider a result names.
-func (q *qaTasks) providerLabel(asked string) string {
+func (q *QA) providerLabel(asked string) string {
 	switch {
 	case q.cfg.ForceProvider != "":
 		return q.cfg.ForceProvider
@@ -214,7 +247,7 @@ func (q *qaTasks) providerLabel(asked string) string {
 
 // prepare validates the config and resolves provider and model; every
 // error here is permanent.
-func (q *qaTasks) prepare(ctx context.Context, chunks []chunkInput, configRaw json.RawMessage, model, provider string) (*job, error) {
+func (q *QA) prepare(ctx context.Context, chunks []chunkInput, configRaw json.RawMessage, model, provider string) (*job, error) {
 	cfg, err := parseConfig(configRaw)
 	if err != nil {
 		return nil, err
@@ -241,7 +274,7 @@ func (q *qaTasks) prepare(ctx context.Context, chunks []chunkInput, configRaw js
 
 // execute makes the LLM call(s) and turns the outcome into the task's
 // result, a retry, or — once retries are used up — the failed contract.
-func (q *qaTasks) execute(ctx context.Context, j *job, batch bool) (QAResult, error) {
+func (q *QA) execute(ctx context.Context, j *job, batch bool) (QAResult, error) {
 	ids := make([]string, len(j.chunks))
 	for i, c := range j.chunks {
 		ids[i] = c.ID
@@ -277,12 +310,12 @@ func (q *qaTasks) execute(ctx context.Context, j *job, batch bool) (QAResult, er
 }
 
 // backoff is BaseDelay·2^retries plus up to a second of jitter.
-func (q *qaTasks) backoff(retries int) time.Duration {
+func (q *QA) backoff(retries int) time.Duration {
 	return q.cfg.BaseDelay*time.Duration(1<<min(retries, 10)) + time.Duration(q.cfg.Jitter()*float64(time.Second))
 }
 
 // failed is the contract's result for chunks given up on.
-func (q *qaTasks) failed(ctx context.Context, ids []string, batch bool, provider string, err error) QAResult {
+func (q *QA) failed(ctx context.Context, ids []string, batch bool, provider string, err error) QAResult {
 	msg := err.Error()
 	if errors.Is(err, errInput) {
 		id := ""
@@ -314,7 +347,7 @@ func chunkIDOf(raw json.RawMessage) string {
 // generate asks for structured output and, when the provider rejects it or
 // the answer does not parse, asks again in plain text and extracts the JSON
 // (the Python worker's fallback).
-func (q *qaTasks) generate(ctx context.Context, j *job, batch bool, usage *Usage) ([]QAPair, error) {
+func (q *QA) generate(ctx context.Context, j *job, batch bool, usage *Usage) ([]QAPair, error) {
 	texts := make([]string, len(j.chunks))
 	source := make([]llm.SourceChunk, len(j.chunks))
 	for i, c := range j.chunks {
@@ -347,7 +380,7 @@ func (q *qaTasks) generate(ctx context.Context, j *job, batch bool, usage *Usage
 	return plain, nil
 }
 
-func (q *qaTasks) call(ctx context.Context, j *job, req llm.Request, batch bool, usage *Usage) ([]QAPair, error) {
+func (q *QA) call(ctx context.Context, j *job, req llm.Request, batch bool, usage *Usage) ([]QAPair, error) {
 	resp, err := j.provider.Generate(ctx, req)
 	if err != nil {
 		return nil, err
@@ -368,7 +401,7 @@ func (q *qaTasks) call(ctx context.Context, j *job, req llm.Request, batch bool,
 
 // attribute turns model pairs into result pairs with their chunk's ids;
 // in a batch, a pair must name a chunk of the request.
-func (q *qaTasks) attribute(j *job, got []llm.QAPair, batch bool) ([]QAPair, error) {
+func (q *QA) attribute(j *job, got []llm.QAPair, batch bool) ([]QAPair, error) {
 	out := make([]QAPair, 0, len(got))
 	covered := make([]bool, len(j.chunks))
 	for _, p := range got {

@@ -46,7 +46,7 @@ func (s *scripted) Generate(ctx context.Context, req llm.Request) (*llm.Response
 	return &llm.Response{Text: st.text, Usage: llm.Usage{Provider: "gemini", InputTokens: 100, OutputTokens: 50, Latency: time.Millisecond, Structured: req.Schema != nil}}, nil
 }
 
-func newQA(p llm.Provider, mutate func(*QAConfig)) *qaTasks {
+func newQA(p llm.Provider, mutate func(*QAConfig)) *QA {
 	cfg := QAConfig{
 		Provider: func(_ context.Context, name string) (llm.Provider, error) {
 			if name == "offline" {
@@ -62,8 +62,7 @@ func newQA(p llm.Provider, mutate func(*QAConfig)) *qaTasks {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	cfg.setDefaults()
-	return &qaTasks{cfg: cfg}
+	return NewQA(cfg)
 }
 
 func ctxRetries(n int) context.Context {
@@ -76,7 +75,7 @@ const (
 	goodJSON = `{"qa_pairs": [{"question": "What is Celery?", "answer": "A task queue.", "question_type": "fact"}, {"question": "Why distribute?", "answer": "One machine is not enough.", "question_type": "reason"}]}`
 )
 
-func run(t *testing.T, q *qaTasks, retries int, chunk, config string, model, provider *string) (QAResult, error) {
+func run(t *testing.T, q *QA, retries int, chunk, config string, model, provider *string) (QAResult, error) {
 	t.Helper()
 	return q.unified(ctxRetries(retries), UnifiedArgs{Chunk: json.RawMessage(chunk), Config: json.RawMessage(config), Model: model, Provider: provider})
 }
