@@ -102,9 +102,37 @@ func (s *Subscription) Wait(ctx context.Context, onUpdate func(*celery.ResultMet
 	if len(s.pending) == 0 {
 		return done, nil
 	}
+	streamCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	err := s.Stream(streamCtx, func(m *celery.ResultMeta) {
+		if !s.pending[m.TaskID] {
+			return
+		}
+		if onUpdate != nil {
+			onUpdate(m)
+		}
+		if m.Status.Ready() {
+			done[m.TaskID] = m
+			delete(s.pending, m.TaskID)
+			if len(s.pending) == 0 {
+				cancel()
+			}
+		}
+	})
+	if len(s.pending) == 0 {
+		return done, nil
+	}
+	return done, err
+}
+
+// Stream hands every meta published for the subscribed ids to fn, ready
+// or not, until ctx is done (it then returns ctx's error) or the connection
+// fails. It does not read results stored before the subscription: callers
+// that need them GET them once after subscribing (see Wait).
+func (s *Subscription) Stream(ctx context.Context, fn func(*celery.ResultMeta)) error {
 	// Receive blocks without a timeout (a redigo read timeout breaks the
 	// connection); cancellation unsubscribes, which wakes the receiver.
-	// Wait does not return while that UNSUBSCRIBE is still being written:
+	// Stream does not return while that UNSUBSCRIBE is still being written:
 	// the caller's Close would write to the connection at the same time.
 	unsubscribed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -117,41 +145,32 @@ func (s *Subscription) Wait(ctx context.Context, onUpdate func(*celery.ResultMet
 		}
 	}()
 	handle := func(v redis.Message) {
-		m, err := celery.ParseResult(v.Data)
-		if err != nil || !s.pending[m.TaskID] {
-			return
-		}
-		if onUpdate != nil {
-			onUpdate(m)
-		}
-		if m.Status.Ready() {
-			done[m.TaskID] = m
-			delete(s.pending, m.TaskID)
+		if m, err := celery.ParseResult(v.Data); err == nil {
+			fn(m)
 		}
 	}
 	for _, v := range s.early {
 		handle(v)
 	}
 	s.early = nil
-	for len(s.pending) > 0 {
+	for {
 		if err := ctx.Err(); err != nil {
-			return done, err
+			return err
 		}
 		switch v := s.conn.ReceiveWithTimeout(0).(type) {
 		case redis.Message:
 			handle(v)
 		case redis.Subscription:
 			if v.Kind == "unsubscribe" && ctx.Err() != nil {
-				return done, ctx.Err()
+				return ctx.Err()
 			}
 		case error:
 			if ctx.Err() != nil {
-				return done, ctx.Err()
+				return ctx.Err()
 			}
-			return done, fmt.Errorf("backend: waiting for results: %w", v)
+			return fmt.Errorf("backend: waiting for results: %w", v)
 		}
 	}
-	return done, nil
 }
 
 // WaitFor subscribes to one task and waits for its ready result.
