@@ -133,7 +133,9 @@ type QAPair struct {
 }
 
 // QAResult is the task's return value: the Python contract's keys first,
-// in its order, then model and usage (extra keys collectors ignore).
+// in its order, then model and usage (extra keys collectors ignore). A
+// single-chunk result always has "chunk_id" (null when the chunk had no
+// id), a batch result "chunk_ids".
 type QAResult struct {
 	Success  bool     `json:"success"`
 	ChunkID  string   `json:"chunk_id,omitempty"`
@@ -143,6 +145,47 @@ type QAResult struct {
 	Error    *string  `json:"error"`
 	Model    string   `json:"model,omitempty"`
 	Usage    *Usage   `json:"usage,omitempty"`
+	// Batch selects the chunk_ids key; not serialised itself.
+	Batch bool `json:"-"`
+}
+
+// MarshalJSON writes the contract's key order with exactly one of
+// chunk_id and chunk_ids.
+func (r QAResult) MarshalJSON() ([]byte, error) {
+	type single struct {
+		Success  bool     `json:"success"`
+		ChunkID  *string  `json:"chunk_id"`
+		QAPairs  []QAPair `json:"qa_pairs"`
+		Provider string   `json:"provider"`
+		Error    *string  `json:"error"`
+		Model    string   `json:"model,omitempty"`
+		Usage    *Usage   `json:"usage,omitempty"`
+	}
+	type batch struct {
+		Success  bool     `json:"success"`
+		ChunkIDs []string `json:"chunk_ids"`
+		QAPairs  []QAPair `json:"qa_pairs"`
+		Provider string   `json:"provider"`
+		Error    *string  `json:"error"`
+		Model    string   `json:"model,omitempty"`
+		Usage    *Usage   `json:"usage,omitempty"`
+	}
+	pairs := r.QAPairs
+	if pairs == nil {
+		pairs = []QAPair{}
+	}
+	if r.Batch {
+		ids := r.ChunkIDs
+		if ids == nil {
+			ids = []string{}
+		}
+		return json.Marshal(batch{r.Success, ids, pairs, r.Provider, r.Error, r.Model, r.Usage})
+	}
+	var id *string
+	if r.ChunkID != "" {
+		id = &r.ChunkID
+	}
+	return json.Marshal(single{r.Success, id, pairs, r.Provider, r.Error, r.Model, r.Usage})
 }
 
 // Usage is what the LLM calls of one task run cost.
@@ -219,6 +262,7 @@ func (q *QA) runBatch(ctx context.Context, chunksRaw, configRaw json.RawMessage,
 	for i, raw := range raws {
 		c, err := parseChunk(raw, fmt.Sprintf("chunks[%d]", i))
 		if err != nil {
+			ids = ids[:0]
 			for _, r := range raws {
 				ids = append(ids, chunkIDOf(r))
 			}
@@ -234,8 +278,9 @@ func (q *QA) runBatch(ctx context.Context, chunksRaw, configRaw json.RawMessage,
 	return q.execute(ctx, j, true)
 }
 
-// providerLabel is the provider a result names.
-func (q *QA) providerLabel(asked string) string {
+// providerName is the provider a task uses: the worker's forced one, else
+// the task's argument, else the default.
+func (q *QA) providerName(asked string) string {
 	switch {
 	case q.cfg.ForceProvider != "":
 		return q.cfg.ForceProvider
@@ -245,6 +290,15 @@ func (q *QA) providerLabel(asked string) string {
 	return q.cfg.DefaultProvider
 }
 
+// providerLabel is the provider a result names, also when no provider
+// could be built (offline answers say so: offline-extractive).
+func (q *QA) providerLabel(asked string) string {
+	if name := q.providerName(asked); name != "offline" {
+		return name
+	}
+	return llm.OfflineName
+}
+
 // prepare validates the config and resolves provider and model; every
 // error here is permanent.
 func (q *QA) prepare(ctx context.Context, chunks []chunkInput, configRaw json.RawMessage, model, provider string) (*job, error) {
@@ -252,7 +306,7 @@ func (q *QA) prepare(ctx context.Context, chunks []chunkInput, configRaw json.Ra
 	if err != nil {
 		return nil, err
 	}
-	name := q.providerLabel(provider)
+	name := q.providerName(provider)
 	p, err := q.cfg.Provider(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: provider %q: %v", errInput, name, err)
@@ -262,8 +316,8 @@ func (q *QA) prepare(ctx context.Context, chunks []chunkInput, configRaw json.Ra
 			Msg("an OpenAI model name was sent with provider gemini; using the Gemini default")
 		model = ""
 	}
-	if model == "" {
-		model = p.DefaultModel()
+	if model == "" || p.Name() == llm.OfflineName {
+		model = p.DefaultModel() // the offline provider has one model
 	}
 	j := &job{chunks: chunks, config: cfg, provider: p, name: p.Name(), model: model}
 	for _, c := range chunks {
@@ -284,9 +338,9 @@ func (q *QA) execute(ctx context.Context, j *job, batch bool) (QAResult, error) 
 	req := worker.RequestFrom(ctx)
 	log := q.cfg.Logger.With().Str("task_id", req.ID).Strs("chunks", ids).Str("provider", j.name).Str("model", j.model).Logger()
 	if err == nil {
-		log.Info().Int("pairs", len(pairs)).Int("calls", usage.Calls).Int("input_tokens", usage.InputTokens).
+		log.Debug().Int("pairs", len(pairs)).Int("calls", usage.Calls).Int("input_tokens", usage.InputTokens).
 			Int("output_tokens", usage.OutputTokens).Float64("latency_ms", usage.LatencyMS).Msg("Q&A generated")
-		res := QAResult{Success: true, QAPairs: pairs, Provider: j.name, Model: j.model, Usage: &usage}
+		res := QAResult{Success: true, QAPairs: pairs, Provider: j.name, Model: j.model, Usage: &usage, Batch: batch}
 		if batch {
 			res.ChunkIDs = ids
 		} else {
@@ -324,7 +378,7 @@ func (q *QA) failed(ctx context.Context, ids []string, batch bool, provider stri
 		}
 		q.cfg.Logger.Error().Str("task_id", id).Strs("chunks", ids).Err(err).Msg("invalid task input; no LLM call made")
 	}
-	res := QAResult{Success: false, QAPairs: []QAPair{}, Provider: provider, Error: &msg}
+	res := QAResult{Success: false, QAPairs: []QAPair{}, Provider: provider, Error: &msg, Batch: batch}
 	if batch {
 		res.ChunkIDs = ids
 	} else if len(ids) > 0 {

@@ -470,7 +470,8 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 			t.Parallel()
 			var r map[string][]string
 			out := e.celeryJSON(t, &r, append([]string{"inspect", "registered"}, dest...)...)
-			want := []string{"qagen.add", "qagen.echo", "qagen.fail", "qagen.flaky", "qagen.sleep"}
+			want := []string{"celery_tasks.generate_qa_for_batch_async", "celery_tasks.generate_qa_for_chunk_async",
+				"celery_tasks.generate_qa_unified_async", "qagen.add", "qagen.echo", "qagen.fail", "qagen.flaky", "qagen.sleep"}
 			if strings.Join(r[host], " ") != strings.Join(want, " ") {
 				t.Errorf("inspect registered: %s; want %v", out, want)
 			}

@@ -273,8 +273,9 @@ func (e *env) startGoWorker(t *testing.T, tag string, concurrency int, extra ...
 
 // goWorkerOpts override startGoWorker's defaults.
 type goWorkerOpts struct {
-	hostname string // default go_<tag>_<random>@interop
-	broker   string // default the env's URL
+	hostname string   // default go_<tag>_<random>@interop
+	broker   string   // default the env's URL
+	env      []string // more environment (later entries win; KEY= blanks one)
 }
 
 // startGoWorkerAs is startGoWorker with a chosen nodename or broker URL.
@@ -297,7 +298,8 @@ func (e *env) startGoWorkerAs(t *testing.T, tag string, o goWorkerOpts, concurre
 		argv = append(argv, "--key-prefix", e.prefix)
 	}
 	argv = append(argv, extra...)
-	w := &goWorker{proc: startProc(t, "go-worker-"+tag, moduleRoot, os.Environ(), argv...), hostname: host}
+	environ := append(os.Environ(), o.env...)
+	w := &goWorker{proc: startProc(t, "go-worker-"+tag, moduleRoot, environ, argv...), hostname: host}
 	w.waitLog(t, `"worker ready"`, 15*time.Second)
 	return w
 }
