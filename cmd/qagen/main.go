@@ -22,6 +22,7 @@ func main() {
 		Usage:   "Q&A generation on Celery-compatible Go workers",
 		Version: version,
 		Commands: []*cli.Command{
+			generateCommand(),
 			workerCommand(),
 			callCommand(),
 			inspectCommand(),

@@ -1,0 +1,310 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/qagen/qagen/backend"
+	"github.com/qagen/qagen/broker"
+	"github.com/qagen/qagen/config"
+	"github.com/qagen/qagen/control"
+	"github.com/qagen/qagen/llm"
+	"github.com/qagen/qagen/producer"
+	"github.com/qagen/qagen/producer/chunk"
+	"github.com/qagen/qagen/producer/docs"
+	"github.com/qagen/qagen/rdb"
+	"github.com/qagen/qagen/tasks"
+)
+
+func generateCommand() *cli.Command {
+	d := config.DefaultWorker()
+	return &cli.Command{
+		Name:  "generate",
+		Usage: "documents in, Q&A data set out (a02_make_qa_para.py): chunk locally, generate on workers or in-process, collect, write the outputs",
+		Description: "One of --dataset (the Python system's preprocessed CSVs) or --input-file (CSV, TXT, JSON, JSONL,\n" +
+			"Markdown, or a directory of them). Without --use-celery the tasks run in this process; with it they\n" +
+			"go to the workers of --queue (Go or Python) exactly as the Python producer sends them.\n" +
+			"Outputs go to --output (qa_pairs_*.json/.csv, summary, run manifest) and qa_output/a02_qa_pairs_<dataset>.csv;\n" +
+			"--resume <run id or manifest> sends again only the chunks that failed or are missing.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "dataset", Usage: "cc_news, livedoor, wikipedia_ja or japanese_text"},
+			&cli.StringFlag{Name: "input-file", Usage: "a CSV, TXT, JSON, JSONL or Markdown file, or a directory of them"},
+			&cli.StringFlag{Name: "input-dir", Usage: "where the preprocessed dataset CSVs are", Value: "OUTPUT"},
+			&cli.IntFlag{Name: "max-docs", Usage: "use the first N documents (0: all)"},
+			&cli.StringFlag{Name: "txt-mode", Usage: "for .txt inputs: line (one document per line, as the Python system) or file (one document per file, paragraphs kept)", Value: "line"},
+			&cli.StringFlag{Name: "lang", Usage: "force the language of --input-file documents (en or ja; default: detected per document)"},
+			&cli.StringFlag{Name: "model", Usage: "LLM model (default: the provider's default, gemini-2.0-flash for Gemini)"},
+			&cli.StringFlag{Name: "provider", Usage: "gemini, openai or offline (default: $LLM_PROVIDER, else gemini; offline when no API key is set and the tasks run in-process)"},
+			&cli.StringFlag{Name: "output", Usage: "directory of the timestamped outputs", Value: "qa_output/a02"},
+			&cli.StringFlag{Name: "simple-output-dir", Usage: "directory of the fixed a02_qa_pairs_<dataset>.csv downstream tools read", Value: "qa_output"},
+			&cli.IntFlag{Name: "batch-chunks", Usage: "chunks per task and LLM request (1: one task per chunk, as the Python producer)", Value: 1},
+			&cli.BoolFlag{Name: "merge-chunks", Usage: "merge small chunks of a document (--no-merge-chunks to disable)", Value: true},
+			&cli.BoolFlag{Name: "no-merge-chunks", Usage: "do not merge small chunks"},
+			&cli.IntFlag{Name: "min-tokens", Usage: "chunks below this many tokens are merge candidates", Value: 150},
+			&cli.IntFlag{Name: "max-tokens", Usage: "largest merged chunk, in tokens", Value: 400},
+			&cli.BoolFlag{Name: "use-celery", Usage: "send the tasks to Celery workers (Go or Python) instead of running them here"},
+			&cli.IntFlag{Name: "celery-workers", Usage: "worker slots expected by the pre-flight check", Value: 8},
+			&cli.IntFlag{Name: "concurrency", Usage: "tasks run at once in-process", Value: 8},
+			&cli.StringFlag{Name: "queue", Aliases: []string{"Q"}, Usage: "queue of the Celery tasks", Value: d.Queues[0]},
+			&cli.StringFlag{Name: "broker", Value: d.BrokerURL, EnvVars: []string{config.EnvBrokerURL}, DefaultText: rdb.Redact(d.BrokerURL)},
+			&cli.StringFlag{Name: "result-backend", Value: d.BackendURL, EnvVars: []string{config.EnvResultBackend}, DefaultText: rdb.Redact(d.BackendURL)},
+			&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys"},
+			&cli.DurationFlag{Name: "timeout", Usage: "stop collecting after this long and report what is missing (0: no limit)"},
+			&cli.DurationFlag{Name: "stall-timeout", Usage: "stop when no task has finished for this long", Value: 15 * time.Minute},
+			&cli.BoolFlag{Name: "dry-run", Usage: "chunk, merge and plan without any LLM call; writes chunks_<dataset>_<ts>.jsonl"},
+			&cli.StringFlag{Name: "resume", Usage: "run id or manifest of an earlier run: send again only its failed and missing chunks"},
+			&cli.Float64Flag{Name: "llm-timeout", Usage: "seconds one LLM call may take (in-process)", Value: 90},
+			&cli.StringFlag{Name: "loglevel", Aliases: []string{"l"}, Usage: "debug, info, warning, error", Value: "info"},
+		},
+		Action: runGenerate,
+	}
+}
+
+func runGenerate(c *cli.Context) error {
+	log, err := newLogger(parseLevel(c.String("loglevel")), "console", os.Stderr)
+	if err != nil {
+		return err
+	}
+	out := c.App.Writer
+	if out == nil {
+		out = os.Stdout
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if d := c.Duration("timeout"); d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	now := time.Now()
+
+	var run *producer.Run
+	var units []*producer.Unit
+	if ref := c.String("resume"); ref != "" {
+		if c.String("dataset") != "" || c.String("input-file") != "" {
+			return errors.New("--resume takes its input from the run manifest; drop --dataset/--input-file")
+		}
+		path, err := producer.FindManifest(c.String("output"), ref)
+		if err != nil {
+			return err
+		}
+		prev, err := producer.LoadManifest(path)
+		if err != nil {
+			return err
+		}
+		run, units = producer.Resume(prev, now)
+		fmt.Fprintf(out, "[resume] run %s: %d of %d tasks to send again (failed or missing)\n", prev.ID, len(units), len(prev.Units))
+	} else {
+		plan, err := planFromFlags(c, out, now)
+		if err != nil {
+			return err
+		}
+		if c.Bool("dry-run") {
+			path, err := plan.WriteChunks(c.String("output"))
+			if err != nil {
+				return err
+			}
+			printPlan(out, plan, c.Int("batch-chunks"))
+			fmt.Fprintf(out, "dry run: no LLM call made; chunks written to %s\n", path)
+			return nil
+		}
+		run, units = plan.Run, plan.Run.Units
+	}
+	if len(units) == 0 {
+		fmt.Fprintln(out, "nothing to send")
+	}
+
+	settings := &run.Settings
+	if c.IsSet("model") || settings.Model == "" {
+		settings.Model = c.String("model")
+	}
+	if c.IsSet("provider") || settings.Provider == "" {
+		settings.Provider = strings.ToLower(c.String("provider"))
+	}
+	if c.IsSet("use-celery") || c.String("resume") == "" {
+		settings.UseCelery = c.Bool("use-celery")
+	}
+	exec, closeExec, err := executorFor(c, settings, log, out)
+	if err != nil {
+		return err
+	}
+	defer closeExec()
+	progress := producer.NewProgress(os.Stderr, isTerminal(os.Stderr), len(units))
+	fmt.Fprintf(out, "[3/4] generating Q&A: %d tasks (%s)\n", len(units), modeName(settings))
+	runErr := producer.Execute(ctx, run, units, exec, progress)
+	if runErr != nil {
+		log.Warn().Err(runErr).Msg("collection stopped before every task finished; what is missing is listed in the outputs")
+	}
+	files, err := producer.WriteOutputs(c.String("output"), c.String("simple-output-dir"), run)
+	if err != nil {
+		return err
+	}
+	printReport(out, run, files)
+	succeeded, failed, missing := run.Counts()
+	if failed+missing > 0 {
+		return &exitError{code: 3, err: fmt.Errorf("%d chunks failed and %d are missing; resend them with --resume %s", failed, missing, run.ID)}
+	}
+	_ = succeeded
+	return nil
+}
+
+// planFromFlags loads the input and chunks it.
+func planFromFlags(c *cli.Context, out io.Writer, now time.Time) (*producer.Plan, error) {
+	dataset, input := c.String("dataset"), c.String("input-file")
+	if (dataset == "") == (input == "") {
+		return nil, errors.New("give exactly one of --dataset or --input-file")
+	}
+	var corpus *docs.Corpus
+	var err error
+	fmt.Fprintln(out, "[1/4] loading documents")
+	if dataset != "" {
+		corpus, err = docs.LoadDataset(dataset, c.String("input-dir"), c.Int("max-docs"))
+	} else {
+		mode, merr := docs.ParseTxtMode(c.String("txt-mode"))
+		if merr != nil {
+			return nil, merr
+		}
+		corpus, err = docs.LoadInput(input, c.Int("max-docs"), docs.InputOptions{TxtMode: mode, Lang: c.String("lang")})
+	}
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "      %d documents (%d skipped) from %s\n", len(corpus.Docs), len(corpus.Skips), firstNonEmpty(input, dataset))
+	for _, s := range corpus.Skips {
+		fmt.Fprintf(out, "      skipped %s: %s\n", s.Source, s.Reason)
+	}
+	for _, n := range corpus.Notes {
+		fmt.Fprintf(out, "      note: %s\n", n)
+	}
+	if len(corpus.Docs) == 0 {
+		return nil, errors.New("no documents to work on")
+	}
+	tok, err := chunk.CL100K()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(out, "[2/4] chunking (local cl100k_base tokenizer)")
+	merge := c.Bool("merge-chunks") && !c.Bool("no-merge-chunks")
+	plan, err := producer.NewPlan(corpus, chunk.New(tok), producer.PlanOptions{
+		Merge: merge, MinTokens: c.Int("min-tokens"), MaxTokens: c.Int("max-tokens"), BatchChunks: c.Int("batch-chunks"),
+	}, now)
+	if err != nil {
+		return nil, err
+	}
+	plan.Run.Settings = producer.Settings{
+		Input: firstNonEmpty(input, dataset), BatchChunks: max(c.Int("batch-chunks"), 1), Merge: merge,
+		MinTokens: c.Int("min-tokens"), MaxTokens: c.Int("max-tokens"), Queue: c.String("queue"), MaxDocs: c.Int("max-docs"),
+	}
+	fmt.Fprintf(out, "      %d chunks (%d before merging), %d tokens\n", len(plan.Chunks), plan.Unmerged, plan.Tokens())
+	if len(plan.Chunks) == 0 {
+		return nil, errors.New("chunking produced no chunks")
+	}
+	return plan, nil
+}
+
+func printPlan(out io.Writer, plan *producer.Plan, batch int) {
+	fmt.Fprintf(out, "plan: %d documents, %d chunks (%d before merging), %d LLM requests (batch %d), %d chunk tokens\n",
+		plan.Run.Documents, len(plan.Chunks), plan.Unmerged, len(plan.Run.Units), max(batch, 1), plan.Tokens())
+}
+
+func modeName(s *producer.Settings) string {
+	if s.UseCelery {
+		return "Celery workers on queue " + s.Queue
+	}
+	return "in-process"
+}
+
+// executorFor builds the in-process or the Celery executor; for Celery it
+// runs the Python producer's pre-flight check first.
+func executorFor(c *cli.Context, s *producer.Settings, log zerolog.Logger, out io.Writer) (producer.Executor, func(), error) {
+	if !s.UseCelery {
+		timeout := secondsFlag(c.Float64("llm-timeout"))
+		providers := &llm.Cache{NewFunc: func(ctx context.Context, name string) (llm.Provider, error) {
+			return llm.NewWith(ctx, name, llm.Options{Timeout: timeout})
+		}}
+		name := llm.ResolveName(s.Provider)
+		if !c.IsSet("provider") && name == "gemini" && os.Getenv("GOOGLE_API_KEY") == "" && os.Getenv("GEMINI_API_KEY") == "" {
+			log.Warn().Msg("no GOOGLE_API_KEY or GEMINI_API_KEY: using the offline extractive provider (answers quoted from the text, labelled offline-extractive)")
+			name = "offline"
+		}
+		s.Provider = name
+		qa := tasks.NewQA(tasks.QAConfig{Provider: providers.Get, DefaultProvider: name, Logger: log})
+		return &producer.LocalExecutor{QA: qa, Concurrency: c.Int("concurrency"), Model: s.Model, Provider: name, Log: log}, func() {}, nil
+	}
+	brokerOpts, err := rdb.ParseURL(c.String("broker"))
+	if err != nil {
+		return nil, nil, err
+	}
+	backendOpts, err := rdb.ParseURL(c.String("result-backend"))
+	if err != nil {
+		return nil, nil, err
+	}
+	bp := brokerOpts.NewPool(rdb.PoolOptions{MaxIdle: 8})
+	rp := backendOpts.NewPool(rdb.PoolOptions{MaxIdle: 8})
+	closeAll := func() { bp.Close(); rp.Close() }
+	b := broker.New(bp, broker.Options{DB: brokerOpts.DB, KeyPrefix: c.String("key-prefix")})
+	client := producer.New(b, backend.New(rp, backend.Options{}))
+	// Pre-flight, as the Python producer: broadcast stats, sum the pools.
+	ctl := control.New(b)
+	slots, nodes := 0, 0
+	for attempt := 0; attempt < 3 && nodes == 0; attempt++ {
+		if attempt > 0 {
+			time.Sleep(time.Second)
+		}
+		stats, err := ctl.Stats(c.Context, control.Options{Timeout: 2 * time.Second})
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("worker check: %w", err)
+		}
+		nodes = len(stats)
+		slots, _ = control.SumMaxConcurrency(stats)
+	}
+	if nodes == 0 {
+		closeAll()
+		return nil, nil, &exitError{code: 1, err: fmt.Errorf("no Celery worker answered on %s; start them first, e.g. ./start_celery.sh start -w %d", brokerOpts, c.Int("celery-workers"))}
+	}
+	if want := c.Int("celery-workers"); slots < want {
+		log.Warn().Int("slots", slots).Int("expected", want).Msg("fewer worker slots than --celery-workers; continuing")
+	}
+	fmt.Fprintf(out, "      %d worker(s) with %d slots answer on %s\n", nodes, slots, brokerOpts)
+	return &producer.CeleryExecutor{Client: client, Queue: s.Queue, Model: s.Model, Provider: s.Provider,
+		StallTimeout: c.Duration("stall-timeout"), Log: log}, closeAll, nil
+}
+
+func printReport(out io.Writer, run *producer.Run, files producer.Files) {
+	succeeded, failed, missing := run.Counts()
+	pairs := run.Pairs()
+	fmt.Fprintln(out, "[4/4] results")
+	fmt.Fprintf(out, "      chunks: %d succeeded, %d failed, %d missing; %d Q&A pairs\n", succeeded, failed, missing, len(pairs))
+	if run.Stopped != "" {
+		fmt.Fprintf(out, "      stopped early: %s\n", run.Stopped)
+	}
+	for _, p := range []struct{ name, path string }{
+		{"Q&A JSON", files.QAJSON}, {"Q&A CSV", files.QACSV}, {"simple CSV", files.Simple},
+		{"summary", files.Summary}, {"manifest", files.Manifest}, {"failures", files.Failures},
+	} {
+		if p.path != "" {
+			fmt.Fprintf(out, "      %-10s %s\n", p.name, p.path)
+		}
+	}
+	fmt.Fprint(out, producer.FormatQuestionTypes(pairs))
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, x := range s {
+		if x != "" {
+			return x
+		}
+	}
+	return ""
+}
