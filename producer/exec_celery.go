@@ -95,7 +95,26 @@ func (e *CeleryExecutor) Run(ctx context.Context, units []*Unit, done func(*Unit
 	if err != nil {
 		return fmt.Errorf("subscribe to results: %w", err)
 	}
-	defer sub.Close()
+	// Closed only after the stream goroutine has stopped reading from it.
+	streamDone := make(chan struct{})
+	defer func() {
+		<-streamDone
+		sub.Close()
+	}()
+	metas := make(chan *celery.ResultMeta, 1024)
+	streamCtx, stopStream := context.WithCancel(ctx)
+	defer stopStream()
+	streamErr := make(chan error, 1)
+	go func() {
+		defer close(streamDone)
+		streamErr <- sub.Stream(streamCtx, func(m *celery.ResultMeta) {
+			select {
+			case metas <- m:
+			case <-streamCtx.Done():
+			}
+		})
+	}()
+
 	const sendBatch = 1000
 	for start := 0; start < len(units); start += sendBatch {
 		batch := make([]Task, 0, sendBatch)
@@ -111,19 +130,6 @@ func (e *CeleryExecutor) Run(ctx context.Context, units []*Unit, done func(*Unit
 		}
 	}
 	e.Log.Info().Int("tasks", len(units)).Str("queue", e.Queue).Msg("tasks sent")
-
-	metas := make(chan *celery.ResultMeta, 1024)
-	streamCtx, stopStream := context.WithCancel(ctx)
-	defer stopStream()
-	streamErr := make(chan error, 1)
-	go func() {
-		streamErr <- sub.Stream(streamCtx, func(m *celery.ResultMeta) {
-			select {
-			case metas <- m:
-			case <-streamCtx.Done():
-			}
-		})
-	}()
 
 	pending := len(units)
 	lastProgress := time.Now()
