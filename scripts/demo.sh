@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# make demo: Q&A generation on Go workers, driven exactly as the Python
-# system drives its Celery workers.
+# make demo: the main job end to end — documents in, Q&A data set out —
+# on Go workers, plus the Python producer's own calls served by them.
 #
 #   1. `qagen fake-llm` stands in for Gemini (no API key, no cost), unless
 #      QAGEN_DEMO_REAL=1 and GOOGLE_API_KEY is set;
 #   2. a Go worker serves celery_tasks.generate_qa_unified_async through
 #      the real genai SDK;
-#   3. an unmodified Python Celery client sends chunks the way
+#   3. `qagen generate --use-celery` chunks the English and Japanese sample
+#      corpora locally, sends one task per chunk, collects and writes the
+#      Python system's output files under demo_output/;
+#   4. an unmodified Python Celery client sends chunks the way
 #      a02_make_qa_para.py does and reads the results straight from Redis;
-#   4. the operator tools (qagen status, inspect, queues, call) look at it;
-#   5. the worker shuts down warmly.
+#   5. the operator tools (qagen status, inspect, queues, call) look at it;
+#   6. the worker shuts down warmly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +49,24 @@ bin/qagen worker -Q "$QUEUE" -c 8 -n "demo@%h" -l info >"$LOG" 2>&1 &
 WORKER=$!
 pids+=("$WORKER")
 for _ in $(seq 50); do grep -q "worker ready" "$LOG" && break; sleep 0.1; done
+
+OUT=demo_output
+rm -rf "$OUT"
+echo "==> qagen generate: sample corpora -> chunks -> tasks on the Go worker -> $OUT/"
+echo "--- --input-file testdata/corpus/md (English Markdown; language detected per document)"
+bin/qagen generate --input-file testdata/corpus/md --use-celery --queue "$QUEUE" --celery-workers 8 \
+  --output "$OUT/a02" --simple-output-dir "$OUT" -l warning 2>&1 | sed 's/^/   /'
+echo "--- --dataset wikipedia_ja (the Python system's preprocessed CSV, Japanese, first 4 documents)"
+bin/qagen generate --dataset wikipedia_ja --input-dir testdata/corpus/OUTPUT --max-docs 4 --use-celery --queue "$QUEUE" \
+  --celery-workers 8 --output "$OUT/a02" --simple-output-dir "$OUT" -l warning 2>&1 | sed 's/^/   /'
+echo "   $OUT/a02_qa_pairs_wikipedia_ja.csv (what downstream tools read):"
+"$PYTHON" - "$OUT/a02_qa_pairs_wikipedia_ja.csv" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1], encoding="utf-8")))
+for r in rows[:4]:
+    print("     " + " | ".join(c[:60] for c in r))
+print("     (%d pairs)" % (len(rows) - 1))
+PY
 
 echo "==> the Python producer's calls (unmodified Celery 5 client) -> Go worker -> Gemini API"
 if "$PYTHON" -c 'import celery, redis' 2>/dev/null; then
