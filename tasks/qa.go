@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/qagen/qagen/llm"
+	"github.com/qagen/qagen/ratelimit"
 	"github.com/qagen/qagen/worker"
 )
 
@@ -42,6 +43,8 @@ type QAConfig struct {
 	Logger    zerolog.Logger
 	// Jitter returns a value in [0, 1); injectable for tests.
 	Jitter func() float64
+	// Limiter paces LLM calls with the fleet's budget; nil for none.
+	Limiter *ratelimit.Limiter
 }
 
 func (c *QAConfig) setDefaults() {
@@ -348,7 +351,22 @@ func (q *QA) execute(ctx context.Context, j *job, batch bool) (QAResult, error) 
 		}
 		return res, nil
 	}
+	if w, ok := ratelimit.IsWait(err); ok {
+		// No budget left for a while: give the slot back and come back
+		// when there is, without spending a retry.
+		log.Debug().Dur("in", w.Wait).Str("limit", w.Key.String()).Msg("rate limit: task snoozed")
+		return QAResult{}, worker.Snooze(w.Wait + time.Duration(q.cfg.Jitter()*float64(200*time.Millisecond)))
+	}
 	kind := llm.KindOf(err)
+	if kind == llm.KindRateLimited {
+		// The provider pushed back: pause the whole fleet on this model,
+		// not just this task.
+		pause := llm.RetryAfter(err)
+		if pause <= 0 {
+			pause = 2 * time.Second
+		}
+		q.cfg.Limiter.Cooldown(ctx, ratelimit.Key{Provider: j.provider.Name(), Model: j.model}, pause)
+	}
 	if kind == llm.KindPermanent || req.Retries >= q.cfg.MaxRetries {
 		log.Error().Err(err).Int("retries", req.Retries).Str("kind", kind.String()).Msg("Q&A generation failed; giving up on these chunks")
 		res := q.failed(ctx, ids, batch, j.name, err)
@@ -435,10 +453,19 @@ func (q *QA) generate(ctx context.Context, j *job, batch bool, usage *Usage) ([]
 }
 
 func (q *QA) call(ctx context.Context, j *job, req llm.Request, batch bool, usage *Usage) ([]QAPair, error) {
+	var ticket ratelimit.Ticket
+	if j.provider.Name() != llm.OfflineName {
+		var err error
+		ticket, err = q.cfg.Limiter.Acquire(ctx, ratelimit.Key{Provider: j.provider.Name(), Model: j.model}, expectedTokens(req))
+		if err != nil {
+			return nil, err
+		}
+	}
 	resp, err := j.provider.Generate(ctx, req)
 	if err != nil {
 		return nil, err
 	}
+	q.cfg.Limiter.Done(ctx, ticket, resp.Usage.InputTokens+resp.Usage.OutputTokens)
 	usage.add(resp.Usage)
 	raw := json.RawMessage(resp.Text)
 	if req.Schema == nil || !json.Valid(raw) {
@@ -479,4 +506,15 @@ func (q *QA) attribute(j *job, got []llm.QAPair, batch bool) ([]QAPair, error) {
 		}
 	}
 	return out, nil
+}
+
+// expectedTokens is what a call is budgeted at: its prompt, plus about 80
+// tokens per requested pair for the answer. The real use corrects it
+// afterwards (Limiter.Done).
+func expectedTokens(req llm.Request) int {
+	pairs := 0
+	for _, s := range req.Source {
+		pairs += max(s.Pairs, 1)
+	}
+	return llm.EstimateTokens(req.System) + llm.EstimateTokens(req.Prompt) + 80*max(pairs, req.Pairs)
 }

@@ -17,6 +17,8 @@ type RetryError struct {
 	ETA       time.Time
 	// countdownSet distinguishes Countdown(0) from no countdown.
 	countdownSet bool
+	// snooze re-schedules without counting a retry (see Snooze).
+	snooze bool
 	// MaxRetries overrides the task's max_retries when non-nil.
 	MaxRetries *int
 }
@@ -51,6 +53,20 @@ func Retry(err error, opts ...RetryOption) error {
 		o(e)
 	}
 	return e
+}
+
+// Snooze re-schedules the task after d without counting a retry: the same
+// message goes back to its queue with an ETA and unchanged retries, and no
+// state is stored — for waits that are not failures, such as a rate limit
+// with no budget left. The slot is free meanwhile.
+func Snooze(d time.Duration) error {
+	return &RetryError{Countdown: d, countdownSet: true, snooze: true}
+}
+
+// IsSnooze reports whether err is a Snooze.
+func IsSnooze(err error) bool {
+	var r *RetryError
+	return errors.As(err, &r) && r.snooze
 }
 
 // RejectError is Celery's Reject: the message is rejected, and requeued

@@ -301,7 +301,7 @@ func (w *Worker) retry(j *job, r *RetryError) {
 	if r.MaxRetries != nil {
 		maxRetries = *r.MaxRetries
 	}
-	if maxRetries >= 0 && msg.Retries >= maxRetries {
+	if !r.snooze && maxRetries >= 0 && msg.Retries >= maxRetries {
 		w.count(j)
 		var exc *celery.Exception
 		if r.Err != nil {
@@ -327,9 +327,11 @@ func (w *Worker) retry(j *job, r *RetryError) {
 	eta = eta.In(w.cfg.Location)
 	next := *msg
 	next.Headers = msg.RawHeaders()
-	next.Retries = msg.Retries + 1
 	next.ETA = &eta
-	next.ParentID = msg.ID
+	if !r.snooze {
+		next.Retries = msg.Retries + 1
+		next.ParentID = msg.ID
+	}
 	next.DeliveryTag = ""
 	next.Redelivered = false
 	next.Origin = fmt.Sprintf("gen%d@%s", w.pid, hostPart(w.cfg.Hostname))
@@ -337,6 +339,11 @@ func (w *Worker) retry(j *job, r *RetryError) {
 	body, err := celery.EncodeTask(&next, celery.EncodeOptions{})
 	if err != nil {
 		w.finishFailure(j, celery.NewException("EncodeError", celery.ModuleKombu, "cannot re-publish the retry: "+err.Error()), "")
+		return
+	}
+	if r.snooze {
+		w.log.Debug().Str("task", msg.Task).Str("id", msg.ID).Time("eta", eta).Msg("snoozed")
+		w.settleWith(j, persist{publish: []broker.Message{{Queue: j.d.Queue, Priority: msg.Priority, Body: body}}})
 		return
 	}
 	var exc json.RawMessage

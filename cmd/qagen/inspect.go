@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -312,7 +313,35 @@ func runStatus(c *cli.Context) error {
 	}
 	defer r.close()
 	replies, _, err := r.call(c, "ping", map[string]any{}, false)
-	return r.summarize(replies, err)
+	if err := r.summarize(replies, err); err != nil {
+		return err
+	}
+	if !r.json {
+		fleetLimits(c, r.out)
+	}
+	return nil
+}
+
+// fleetLimits adds the fleet-wide LLM limits and pauses to `qagen status`.
+func fleetLimits(c *cli.Context, out io.Writer) {
+	store, closeFn, err := limitStore(c)
+	if err != nil {
+		return
+	}
+	defer closeFn()
+	fleet, err := store.Limits(c.Context)
+	if err != nil {
+		return
+	}
+	if len(fleet) == 0 {
+		fmt.Fprintln(out, "LLM rate limits: workers' own settings and the defaults (`qagen ratelimit show`)")
+		return
+	}
+	fmt.Fprintln(out, "LLM rate limits (fleet-wide):")
+	now := time.Now()
+	for _, k := range fleet.Keys() {
+		fmt.Fprintf(out, "  %-36s %s%s\n", k, fleet[k], stateNote(c, store, k, now))
+	}
 }
 
 // summarize ends inspect and status: exit 69 without replies, else the

@@ -31,6 +31,7 @@ func main() {
 			queuesCommand(),
 			purgeCommand(),
 			fakeLLMCommand(),
+			ratelimitCommand(),
 		},
 	}
 	if err := app.Run(interspersed(app, os.Args)); err != nil {

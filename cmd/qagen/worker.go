@@ -16,12 +16,14 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
 	"github.com/qagen/qagen/backend"
 	"github.com/qagen/qagen/broker"
 	"github.com/qagen/qagen/config"
 	"github.com/qagen/qagen/llm"
+	"github.com/qagen/qagen/ratelimit"
 	"github.com/qagen/qagen/rdb"
 	"github.com/qagen/qagen/tasks"
 	"github.com/qagen/qagen/worker"
@@ -63,6 +65,11 @@ func workerCommand() *cli.Command {
 			&cli.Float64Flag{Name: "llm-timeout", Usage: "seconds one LLM call may take (below the soft time limit)", Value: 90},
 			&cli.IntFlag{Name: "qa-max-retries", Usage: "retries of a Q&A task before it returns success=false", Value: 3},
 			&cli.Float64Flag{Name: "qa-retry-delay", Usage: "base of the exponential backoff between Q&A retries, in seconds", Value: 2},
+			&cli.IntFlag{Name: "llm-rpm", Usage: "fleet-wide LLM requests per minute for the tasks' provider (written to Redis for every worker)", EnvVars: []string{"QAGEN_LLM_RPM"}},
+			&cli.IntFlag{Name: "llm-tpm", Usage: "fleet-wide LLM tokens per minute (input + expected output)", EnvVars: []string{"QAGEN_LLM_TPM"}},
+			&cli.StringFlag{Name: "llm-limits", Usage: "JSON file of limits: {\"provider/model\": {\"rpm\": N, \"tpm\": N, \"burst_seconds\": S}}", EnvVars: []string{"QAGEN_LLM_LIMITS"}},
+			&cli.Float64Flag{Name: "llm-wait-in-place", Usage: "longest rate-limit wait taken inside a task slot, in seconds; longer waits re-schedule the task", Value: 5},
+			&cli.BoolFlag{Name: "no-llm-limit", Usage: "do not pace LLM calls (each worker sends as fast as its slots allow)"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile to this file (diagnostics)", Hidden: true},
 			&cli.StringFlag{Name: "default-queue", Usage: "queue for follow-up tasks whose options name none", Value: d.DefaultQueue},
 		},
@@ -167,7 +174,12 @@ func runWorker(c *cli.Context) error {
 	providers := &llm.Cache{NewFunc: func(ctx context.Context, name string) (llm.Provider, error) {
 		return llm.NewWith(ctx, name, llm.Options{Timeout: llmTimeout})
 	}}
+	limiter, err := newLimiter(c, b, force, log)
+	if err != nil {
+		return err
+	}
 	tasks.RegisterQA(reg, tasks.QAConfig{
+		Limiter:  limiter,
 		Provider: providers.Get, DefaultProvider: llm.ResolveName(""), ForceProvider: force,
 		MaxRetries: c.Int("qa-max-retries"), BaseDelay: secondsFlag(c.Float64("qa-retry-delay")), Logger: log,
 	})
@@ -236,6 +248,41 @@ func ping(ctx context.Context, p *redis.Pool) error {
 	defer conn.Close()
 	_, err = conn.Do("PING")
 	return err
+}
+
+// newLimiter builds the fleet-wide LLM rate limiter on the broker's Redis.
+// --llm-rpm/--llm-tpm are written to Redis, so every worker of the fleet
+// uses them (and `qagen ratelimit set` changes them at run time).
+func newLimiter(c *cli.Context, b *broker.Broker, force string, log zerolog.Logger) (*ratelimit.Limiter, error) {
+	local := ratelimit.Table{}
+	if path := c.String("llm-limits"); path != "" {
+		t, err := ratelimit.LoadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		local = t
+	}
+	store := ratelimit.NewRedisStore(b.Pool(), b.Key(ratelimit.DefaultPrefix))
+	rpm, tpm := c.Int("llm-rpm"), c.Int("llm-tpm")
+	if rpm < 0 || tpm < 0 {
+		return nil, fmt.Errorf("--llm-rpm and --llm-tpm must not be negative")
+	}
+	if rpm > 0 || tpm > 0 {
+		provider := force
+		if provider == "" {
+			provider = llm.ResolveName("")
+		}
+		key := ratelimit.Key{Provider: provider, Model: "*"}
+		lim := ratelimit.Limit{RPM: rpm, TPM: tpm}
+		if err := store.SetLimit(c.Context, key, lim); err != nil {
+			return nil, fmt.Errorf("set the fleet's LLM limit: %w", err)
+		}
+		log.Info().Str("key", key.String()).Str("limit", lim.String()).Msg("fleet-wide LLM rate limit set")
+	}
+	return ratelimit.New(ratelimit.Config{
+		Store: store, Local: local, MaxInPlace: secondsFlag(c.Float64("llm-wait-in-place")),
+		Disabled: c.Bool("no-llm-limit"), Logger: log,
+	}), nil
 }
 
 // brokerInfo is what the stats command reports about the broker: Celery's

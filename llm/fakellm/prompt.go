@@ -124,26 +124,10 @@ func pairsFor(system, prompt string, batch bool) []llm.QAPair {
 	return pairs
 }
 
-// Tokens approximates a token count the way the fake server bills: each
-// CJK character (Han, kana, Hangul, full-width forms) is one token, and
-// every other 4 bytes are one token (rounded up). Real tokenizers differ;
-// the numbers only need to be plausible and deterministic.
-func Tokens(s string) int {
-	cjk, other := 0, 0
-	for _, r := range s {
-		if isCJK(r) {
-			cjk++
-		} else {
-			other += utf8.RuneLen(r)
-		}
-	}
-	return cjk + (other+3)/4
-}
+// Tokens is what the fake server bills: llm.EstimateTokens.
+func Tokens(s string) int { return llm.EstimateTokens(s) }
 
-func isCJK(r rune) bool {
-	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) ||
-		(r >= 0xFF00 && r <= 0xFFEF) || (r >= 0x3000 && r <= 0x303F)
-}
+func isCJK(r rune) bool { return llm.IsCJK(r) }
 
 // truncateTokens cuts s to about n tokens (on a rune boundary).
 func truncateTokens(s string, n int) string {

@@ -1,0 +1,257 @@
+package ratelimit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Store holds the fleet's shared state.
+type Store interface {
+	// Take spends one request and tokens of key's budget at now, or spends
+	// nothing and says how long until it could.
+	Take(ctx context.Context, key Key, limit Limit, tokens int, now time.Time) (wait time.Duration, err error)
+	// Adjust corrects the token budget once a call's real usage is known
+	// (delta > 0 charges more, < 0 refunds).
+	Adjust(ctx context.Context, key Key, limit Limit, delta int, now time.Time) error
+	// Cooldown pauses key until the given time; it never shortens a pause.
+	Cooldown(ctx context.Context, key Key, until time.Time) error
+	// Limits reads the fleet's configured limits; SetLimit and DeleteLimit
+	// change them for every worker at once.
+	Limits(ctx context.Context) (Table, error)
+	SetLimit(ctx context.Context, key Key, limit Limit) error
+	DeleteLimit(ctx context.Context, key Key) error
+	// State reports a key's current pause and budget use.
+	State(ctx context.Context, key Key, now time.Time) (State, error)
+}
+
+// State is a key's current standing.
+type State struct {
+	// CooldownLeft is how long the fleet still waits after a 429.
+	CooldownLeft time.Duration
+	// RequestsAhead and TokensAhead are how far the buckets' theoretical
+	// arrival times are ahead of now: spent budget not yet refilled.
+	RequestsAhead time.Duration
+	TokensAhead   time.Duration
+}
+
+// RedisStore keeps the state in Redis: a hash per key (request and token
+// arrival times, cool-down) and one hash of configured limits.
+type RedisStore struct {
+	pool   *redis.Pool
+	prefix string
+}
+
+// DefaultPrefix namespaces the store's keys.
+const DefaultPrefix = "qagen:ratelimit:"
+
+// NewRedisStore returns a store on pool; prefix namespaces its keys
+// (default DefaultPrefix).
+func NewRedisStore(pool *redis.Pool, prefix string) *RedisStore {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return &RedisStore{pool: pool, prefix: prefix}
+}
+
+func (s *RedisStore) stateKey(k Key) string { return s.prefix + "state:" + k.String() }
+func (s *RedisStore) limitsKey() string     { return s.prefix + "limits" }
+
+// takeScript is GCRA on two buckets at once. Times are milliseconds.
+// ARGV: now, request interval (0: no request limit), request capacity,
+// token interval (ms per token; 0: no token limit), token capacity, tokens.
+// Returns 0 when granted (and records it), else the wait in ms.
+var takeScript = redis.NewScript(1, `
+local now = tonumber(ARGV[1])
+local cool = tonumber(redis.call('HGET', KEYS[1], 'cool') or '0')
+if cool > now then return math.ceil(cool - now) end
+local wait = 0
+local ri, rcap = tonumber(ARGV[2]), tonumber(ARGV[3])
+local rtat
+if ri > 0 then
+  local tat = math.max(tonumber(redis.call('HGET', KEYS[1], 'req') or '0'), now)
+  rtat = tat + ri
+  wait = math.max(wait, rtat - now - rcap)
+end
+local ti, tcap, n = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ttat
+if ti > 0 and n > 0 then
+  local tat = math.max(tonumber(redis.call('HGET', KEYS[1], 'tok') or '0'), now)
+  ttat = tat + ti * n
+  if ti * n > tcap then
+    -- Bigger than the whole bucket: it goes once the bucket is empty.
+    wait = math.max(wait, tat - now)
+  else
+    wait = math.max(wait, ttat - now - tcap)
+  end
+end
+if wait > 0 then return math.ceil(wait) end
+if rtat then redis.call('HSET', KEYS[1], 'req', rtat) end
+if ttat then redis.call('HSET', KEYS[1], 'tok', ttat) end
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return 0
+`)
+
+// adjustScript moves the token arrival time by delta tokens, never below now.
+var adjustScript = redis.NewScript(1, `
+local now, shift = tonumber(ARGV[1]), tonumber(ARGV[2])
+local tat = tonumber(redis.call('HGET', KEYS[1], 'tok') or '0')
+tat = math.max(math.max(tat, now) + shift, now)
+redis.call('HSET', KEYS[1], 'tok', tat)
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return 0
+`)
+
+// cooldownScript sets the pause end unless a later one is set.
+var cooldownScript = redis.NewScript(1, `
+local until = tonumber(ARGV[1])
+local cur = tonumber(redis.call('HGET', KEYS[1], 'cool') or '0')
+if until > cur then redis.call('HSET', KEYS[1], 'cool', until) end
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return 0
+`)
+
+func ms(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
+
+// intervals turns a limit into GCRA parameters: emission intervals and
+// capacities in milliseconds. A capacity always holds at least one unit.
+func intervals(l Limit) (ri, rcap, ti, tcap float64) {
+	burst := l.BurstSeconds
+	if burst <= 0 {
+		burst = 1
+	}
+	if l.RPM > 0 {
+		ri = 60000 / float64(l.RPM)
+		rcap = math.Max(burst*1000, ri)
+	}
+	if l.TPM > 0 {
+		ti = 60000 / float64(l.TPM)
+		tcap = math.Max(burst*1000, ti)
+	}
+	return
+}
+
+func f(x float64) string { return strconv.FormatFloat(x, 'f', 3, 64) }
+
+// Take implements Store.
+func (s *RedisStore) Take(ctx context.Context, key Key, limit Limit, tokens int, now time.Time) (time.Duration, error) {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	ri, rcap, ti, tcap := intervals(limit)
+	wait, err := redis.Int64(takeScript.Do(conn, s.stateKey(key), f(ms(now)), f(ri), f(rcap), strconv.FormatFloat(ti, 'g', -1, 64), f(tcap), max(tokens, 0)))
+	if err != nil {
+		return 0, fmt.Errorf("ratelimit: take %s: %w", key, err)
+	}
+	return time.Duration(wait) * time.Millisecond, nil
+}
+
+// Adjust implements Store.
+func (s *RedisStore) Adjust(ctx context.Context, key Key, limit Limit, delta int, now time.Time) error {
+	_, _, ti, _ := intervals(limit)
+	if ti == 0 || delta == 0 {
+		return nil
+	}
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = adjustScript.Do(conn, s.stateKey(key), f(ms(now)), f(ti*float64(delta)))
+	return err
+}
+
+// Cooldown implements Store.
+func (s *RedisStore) Cooldown(ctx context.Context, key Key, until time.Time) error {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = cooldownScript.Do(conn, s.stateKey(key), f(ms(until)))
+	return err
+}
+
+// Limits implements Store.
+func (s *RedisStore) Limits(ctx context.Context) (Table, error) {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	m, err := redis.StringMap(conn.Do("HGETALL", s.limitsKey()))
+	if err != nil {
+		return nil, err
+	}
+	t := Table{}
+	for field, v := range m {
+		k, err := ParseKey(field)
+		if err != nil {
+			continue
+		}
+		var l Limit
+		if json.Unmarshal([]byte(v), &l) == nil {
+			t[k] = l
+		}
+	}
+	return t, nil
+}
+
+// SetLimit implements Store.
+func (s *RedisStore) SetLimit(ctx context.Context, key Key, limit Limit) error {
+	if limit.RPM < 0 || limit.TPM < 0 {
+		return errors.New("ratelimit: negative limit")
+	}
+	b, _ := json.Marshal(limit)
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.Do("HSET", s.limitsKey(), key.String(), b)
+	return err
+}
+
+// DeleteLimit implements Store.
+func (s *RedisStore) DeleteLimit(ctx context.Context, key Key) error {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = conn.Do("HDEL", s.limitsKey(), key.String())
+	return err
+}
+
+// State implements Store.
+func (s *RedisStore) State(ctx context.Context, key Key, now time.Time) (State, error) {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return State{}, err
+	}
+	defer conn.Close()
+	v, err := redis.Float64s(conn.Do("HMGET", s.stateKey(key), "cool", "req", "tok"))
+	if err != nil && !errors.Is(err, redis.ErrNil) {
+		return State{}, err
+	}
+	n := ms(now)
+	ahead := func(x float64) time.Duration {
+		if x <= n {
+			return 0
+		}
+		return time.Duration((x - n) * float64(time.Millisecond))
+	}
+	var st State
+	if len(v) == 3 {
+		st = State{CooldownLeft: ahead(v[0]), RequestsAhead: ahead(v[1]), TokensAhead: ahead(v[2])}
+	}
+	return st, nil
+}
