@@ -133,17 +133,28 @@ func (e *CeleryExecutor) Run(ctx context.Context, units []*Unit, done func(*Unit
 
 	pending := len(units)
 	lastProgress := time.Now()
+	// The last RETRY meta seen per task: sweeps read a stored RETRY again
+	// until the next attempt ends, and it may also have been published;
+	// count each retry once.
+	lastRetry := map[string]string{}
 	apply := func(m *celery.ResultMeta) {
 		u := byID[m.TaskID]
 		if u == nil || u.State != StatePending {
 			return
 		}
+		if m.Status == celery.StateRetry {
+			seen := string(m.Result) + "\x00" + m.Traceback
+			if lastRetry[m.TaskID] == seen {
+				return
+			}
+			lastRetry[m.TaskID] = seen
+		}
 		if u.applyMeta(m) {
 			pending--
 			lastProgress = time.Now()
 			done(u)
-		} else if e.Progress != nil {
-			e.Progress(u)
+		} else if m.Status == celery.StateRetry && e.Progress != nil {
+			e.Progress(u) // not for STARTED (task_track_started)
 		}
 	}
 	sweep := func() error {

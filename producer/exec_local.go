@@ -33,6 +33,9 @@ type attempt struct {
 
 // Run implements Executor.
 func (e *LocalExecutor) Run(ctx context.Context, units []*Unit, done func(*Unit)) error {
+	if len(units) == 0 {
+		return nil // nothing would ever close finished
+	}
 	n := max(e.Concurrency, 1)
 	work := make(chan attempt, len(units))
 	for _, u := range units {

@@ -124,6 +124,15 @@ func WriteOutputs(dir, simpleDir string, r *Run) (Files, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Files{}, err
 	}
+	// Run ids are timestamps to the second: a run (a quick --resume, say)
+	// started in the same second as an earlier one must not overwrite its
+	// files, least of all the manifest it resumes from.
+	for id, n := r.ID, 2; ; n++ {
+		if _, err := os.Stat(filepath.Join(dir, fmt.Sprintf("run_%s_%s.json", r.DatasetType, r.ID))); err != nil {
+			break
+		}
+		r.ID = fmt.Sprintf("%s_%d", id, n)
+	}
 	base := func(kind, ext string) string {
 		return filepath.Join(dir, fmt.Sprintf("%s_%s_%s.%s", kind, r.DatasetType, r.ID, ext))
 	}
@@ -163,6 +172,9 @@ func WriteOutputs(dir, simpleDir string, r *Run) (Files, error) {
 		return f, err
 	}
 	failures := r.Failures()
+	if failures == nil {
+		failures = []ChunkFailure{} // [] in the summary, not null
+	}
 	if len(failures) > 0 {
 		f.Failures = base("failures", "csv")
 		if err := writeCSV(f.Failures, []string{"chunk_id", "task_id", "state", "error"}, len(failures), func(i int) []string {

@@ -108,7 +108,7 @@ func (p *Plan) WriteChunks(dir string) (string, error) {
 	}
 	w := bufio.NewWriter(f)
 	for _, c := range p.Chunks {
-		b, err := json.Marshal(c)
+		b, err := c.MarshalJSON() // not json.Marshal: no \u003c for <, as Python's json.dumps
 		if err != nil {
 			f.Close()
 			return "", err

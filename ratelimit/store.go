@@ -110,9 +110,9 @@ return 0
 
 // cooldownScript sets the pause end unless a later one is set.
 var cooldownScript = redis.NewScript(1, `
-local until = tonumber(ARGV[1])
+local pause_end = tonumber(ARGV[1])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'cool') or '0')
-if until > cur then redis.call('HSET', KEYS[1], 'cool', until) end
+if pause_end > cur then redis.call('HSET', KEYS[1], 'cool', pause_end) end
 redis.call('PEXPIRE', KEYS[1], 3600000)
 return 0
 `)

@@ -104,6 +104,10 @@ func runGenerate(c *cli.Context) error {
 		}
 		run, units = producer.Resume(prev, now)
 		fmt.Fprintf(out, "[resume] run %s: %d of %d tasks to send again (failed or missing)\n", prev.ID, len(units), len(prev.Units))
+		if c.Bool("dry-run") {
+			fmt.Fprintln(out, "dry run: nothing sent")
+			return nil
+		}
 	} else {
 		plan, err := planFromFlags(c, out, now)
 		if err != nil {
@@ -121,7 +125,10 @@ func runGenerate(c *cli.Context) error {
 		run, units = plan.Run, plan.Run.Units
 	}
 	if len(units) == 0 {
-		fmt.Fprintln(out, "nothing to send")
+		// Only a resume of a complete run gets here (a plan has chunks);
+		// its outputs are already complete.
+		fmt.Fprintf(out, "nothing to send: every chunk of run %s succeeded\n", run.ResumedFrom)
+		return nil
 	}
 
 	settings := &run.Settings
@@ -134,12 +141,21 @@ func runGenerate(c *cli.Context) error {
 	if c.IsSet("use-celery") || c.String("resume") == "" {
 		settings.UseCelery = c.Bool("use-celery")
 	}
-	exec, closeExec, err := executorFor(c, settings, log, out)
+	if c.IsSet("queue") || settings.Queue == "" {
+		settings.Queue = c.String("queue")
+	}
+	exec, closeExec, err := executorFor(ctx, c, settings, log, out)
 	if err != nil {
 		return err
 	}
 	defer closeExec()
 	progress := producer.NewProgress(os.Stderr, isTerminal(os.Stderr), len(units))
+	switch e := exec.(type) {
+	case *producer.LocalExecutor:
+		e.Progress = progress.Retry
+	case *producer.CeleryExecutor:
+		e.Progress = progress.Retry
+	}
 	fmt.Fprintf(out, "[3/4] generating Q&A: %d tasks (%s)\n", len(units), modeName(settings))
 	runErr := producer.Execute(ctx, run, units, exec, progress)
 	if runErr != nil {
@@ -152,7 +168,7 @@ func runGenerate(c *cli.Context) error {
 	printReport(out, run, files)
 	succeeded, failed, missing := run.Counts()
 	if failed+missing > 0 {
-		return &exitError{code: 3, err: fmt.Errorf("%d chunks failed and %d are missing; resend them with --resume %s", failed, missing, run.ID)}
+		return &exitError{code: 3, err: fmt.Errorf("%d chunks failed and %d are missing; resend them with --resume %s", failed, missing, files.Manifest)}
 	}
 	_ = succeeded
 	return nil
@@ -226,7 +242,7 @@ func modeName(s *producer.Settings) string {
 
 // executorFor builds the in-process or the Celery executor; for Celery it
 // runs the Python producer's pre-flight check first.
-func executorFor(c *cli.Context, s *producer.Settings, log zerolog.Logger, out io.Writer) (producer.Executor, func(), error) {
+func executorFor(ctx context.Context, c *cli.Context, s *producer.Settings, log zerolog.Logger, out io.Writer) (producer.Executor, func(), error) {
 	if !s.UseCelery {
 		timeout := secondsFlag(c.Float64("llm-timeout"))
 		providers := &llm.Cache{NewFunc: func(ctx context.Context, name string) (llm.Provider, error) {
@@ -261,9 +277,12 @@ func executorFor(c *cli.Context, s *producer.Settings, log zerolog.Logger, out i
 		if attempt > 0 {
 			time.Sleep(time.Second)
 		}
-		stats, err := ctl.Stats(c.Context, control.Options{Timeout: 2 * time.Second})
+		stats, err := ctl.Stats(ctx, control.Options{Timeout: 2 * time.Second})
 		if err != nil {
 			closeAll()
+			if ctx.Err() != nil { // Ctrl-C or --timeout: nothing was sent
+				return nil, nil, fmt.Errorf("stopped during the worker check, before sending anything: %w", ctx.Err())
+			}
 			return nil, nil, fmt.Errorf("worker check: %w", err)
 		}
 		nodes = len(stats)

@@ -42,7 +42,9 @@ func main() {
 
 // interspersed lets flags follow positional arguments (`qagen call TASK
 // --args ...`, as with `celery call`): urfave/cli v2 stops at the first
-// positional argument, so the positional ones are moved to the end.
+// positional argument, so the positional ones are moved to the end. A
+// command with subcommands (`qagen ratelimit set KEY --rpm N`) is handled
+// at the subcommand's level.
 func interspersed(app *cli.App, args []string) []string {
 	if len(args) < 3 {
 		return args
@@ -51,6 +53,15 @@ func interspersed(app *cli.App, args []string) []string {
 	if cmd == nil {
 		return args
 	}
+	depth := 2
+	for len(cmd.Subcommands) > 0 && len(args) > depth {
+		sub := cmd.Command(args[depth])
+		if sub == nil {
+			return args
+		}
+		cmd = sub
+		depth++
+	}
 	takesValue := map[string]bool{}
 	for _, f := range cmd.Flags {
 		_, isBool := f.(*cli.BoolFlag)
@@ -58,9 +69,9 @@ func interspersed(app *cli.App, args []string) []string {
 			takesValue[name] = !isBool
 		}
 	}
-	out := append([]string{}, args[:2]...)
+	out := append([]string{}, args[:depth]...)
 	var positional []string
-	rest := args[2:]
+	rest := args[depth:]
 	for i := 0; i < len(rest); i++ {
 		a := rest[i]
 		switch {

@@ -11,7 +11,7 @@ import (
 )
 
 func testApp() *cli.App {
-	return &cli.App{Name: "qagen", Commands: []*cli.Command{workerCommand(), callCommand()}}
+	return &cli.App{Name: "qagen", Commands: []*cli.Command{workerCommand(), callCommand(), ratelimitCommand()}}
 }
 
 func TestInterspersedFlags(t *testing.T) {
@@ -22,6 +22,11 @@ func TestInterspersedFlags(t *testing.T) {
 		{"qagen call qagen.add -- --not-a-flag", "qagen call -- qagen.add --not-a-flag"},
 		{"qagen worker -Q a,b -c 4", "qagen worker -Q a,b -c 4 --"},
 		{"qagen unknown x --y", "qagen unknown x --y"},
+		// Subcommands: flags after the positional argument, and before it.
+		{"qagen ratelimit set gemini/* --rpm 120 --tpm 9000", "qagen ratelimit set --rpm 120 --tpm 9000 -- gemini/*"},
+		{"qagen ratelimit show --broker redis://h/1", "qagen ratelimit show --broker redis://h/1 --"},
+		{"qagen ratelimit unset --key-prefix p: openai/gpt-4o", "qagen ratelimit unset --key-prefix p: -- openai/gpt-4o"},
+		{"qagen ratelimit nope --x", "qagen ratelimit nope --x"},
 	} {
 		if got := strings.Join(interspersed(app, strings.Fields(tc.in)), " "); got != tc.want {
 			t.Errorf("%q -> %q, want %q", tc.in, got, tc.want)

@@ -21,14 +21,16 @@ import (
 // Redis databases, one per test package, so packages can run in parallel
 // and each may FLUSHDB its own. The bench harness uses database 2.
 const (
-	DBScript   = 8 // start_celery.sh end-to-end test (cmd/qagen): key prefixes, never flushed
-	DBControl  = 9 // remote-control client (control)
-	DBBroker   = 10
-	DBBackend  = 11
-	DBWorker   = 12
-	DBProducer = 13
-	DBInterop  = 14
-	DBCommand  = 15
+	DBE2E       = 6 // qagen generate end to end (internal/e2e)
+	DBRateLimit = 7 // fleet-wide LLM rate limiter (ratelimit)
+	DBScript    = 8 // start_celery.sh end-to-end test (cmd/qagen): key prefixes, never flushed
+	DBControl   = 9 // remote-control client (control)
+	DBBroker    = 10
+	DBBackend   = 11
+	DBWorker    = 12
+	DBProducer  = 13
+	DBInterop   = 14
+	DBCommand   = 15
 )
 
 // Addr is the Redis server tests use (QAGEN_TEST_REDIS_ADDR, default
@@ -138,7 +140,7 @@ var pythonErr error
 func RequirePython(t testing.TB) {
 	t.Helper()
 	pythonOnce.Do(func() {
-		out, err := exec.Command(Python, "-c", "import celery, kombu, redis; print(celery.__version__)").CombinedOutput()
+		out, err := exec.Command(Python, "-I", "-c", "import celery, kombu, redis; print(celery.__version__)").CombinedOutput()
 		if err != nil {
 			pythonErr = fmt.Errorf("%s cannot import celery (apt-get install python3-celery python3-redis): %v: %s", Python, err, out)
 		}
