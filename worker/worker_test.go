@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -816,4 +818,51 @@ func TestRateLimitDelaysWithoutHoldingSlots(t *testing.T) {
 	h.result(ids[1])
 	h.clock.Advance(time.Second)
 	h.result(ids[2])
+}
+
+// TestSnoozeIsNotARetry: a snoozed task (the rate limiter's "come back
+// later") leaves its slot, is held until its ETA, and runs again with the
+// same retries count; no RETRY is stored, and max_retries does not apply.
+func TestSnoozeIsNotARetry(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	var calls atomic.Int32
+	var seenRetries []int
+	var mu sync.Mutex
+	worker.Register(h.reg, "test.snoozy", func(ctx context.Context, _ struct{}) (int, error) {
+		mu.Lock()
+		seenRetries = append(seenRetries, worker.RequestFrom(ctx).Retries)
+		mu.Unlock()
+		if n := calls.Add(1); n <= 5 { // more snoozes than max_retries (3)
+			return 0, worker.Snooze(10 * time.Second)
+		}
+		return 42, nil
+	})
+	h.start()
+	id := h.send("test.snoozy", nil, producer.Options{})
+	for i := 1; i <= 5; i++ {
+		h.eventually("snoozed", func() bool { return calls.Load() == int32(i) && len(h.w.Scheduled()) == 1 })
+		if m := h.meta(id); m != nil {
+			t.Fatalf("snooze %d stored %s", i, m.Status)
+		}
+		if s := h.w.Scheduled()[0]; s.ETA == nil || s.ETA.Sub(h.clock.Now()) < 9*time.Second {
+			t.Fatalf("snooze %d scheduled %+v", i, s)
+		}
+		if a := h.w.Active(); len(a) != 0 {
+			t.Fatalf("a snoozed task holds a slot: %+v", a)
+		}
+		h.clock.Advance(10 * time.Second)
+	}
+	m := h.result(id)
+	if m.Status != celery.StateSuccess || string(m.Result) != "42" || m.ParentID != "" {
+		t.Fatalf("final %s %s parent=%q", m.Status, m.Result, m.ParentID)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range seenRetries {
+		if r != 0 {
+			t.Fatalf("retries seen by the task: %v", seenRetries)
+		}
+	}
+	h.eventually("acked", func() bool { return h.unacked() == 0 })
 }

@@ -21,6 +21,7 @@ import (
 // Redis databases, one per test package, so packages can run in parallel
 // and each may FLUSHDB its own. The bench harness uses database 2.
 const (
+	DBTasks     = 5 // Q&A task with the fleet's rate limiter (tasks)
 	DBE2E       = 6 // qagen generate end to end (internal/e2e)
 	DBRateLimit = 7 // fleet-wide LLM rate limiter (ratelimit)
 	DBScript    = 8 // start_celery.sh end-to-end test (cmd/qagen): key prefixes, never flushed
