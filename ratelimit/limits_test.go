@@ -66,11 +66,11 @@ func TestTableLookupFallback(t *testing.T) {
 		want Limit
 		ok   bool
 	}{
-		{flash, Limit{RPM: 10}, true},          // the model's own entry
-		{pro, Limit{RPM: 20}, true},            // provider/* before the defaults
-		{other, Limit{RPM: 20}, true},          // provider/*
-		{gpt, Defaults[gpt], true},             // no entry: the built-in default
-		{unknown, Limit{}, false},              // nothing at all: unlimited
+		{flash, Limit{RPM: 10}, true}, // the model's own entry
+		{pro, Limit{RPM: 20}, true},   // provider/* before the defaults
+		{other, Limit{RPM: 20}, true}, // provider/*
+		{gpt, Defaults[gpt], true},    // no entry: the built-in default
+		{unknown, Limit{}, false},     // nothing at all: unlimited
 		{Key{"openai", "gpt-4o"}, Limit{RPM: 30}, true},
 	} {
 		got, ok := tab.Lookup(tc.k)

@@ -163,9 +163,9 @@ func TestTakeBothDimensions(t *testing.T) {
 	// grants when only tokens refused.
 	k = Key{"gemini", "no-partial-spend"}
 	expectTakes(t, s, k, Limit{RPM: 60, TPM: 6000}, []takeStep{
-		{0, 100, 0},               // both buckets full now
-		{0, 1, time.Second},       // refused by both
-		{time.Second, 100, 0},     // the refusal spent nothing
+		{0, 100, 0},           // both buckets full now
+		{0, 1, time.Second},   // refused by both
+		{time.Second, 100, 0}, // the refusal spent nothing
 		{time.Second, 1, time.Second},
 	})
 }
