@@ -5,7 +5,7 @@ PYTHON    ?= /usr/bin/python3
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 
-.PHONY: all build test unit lint fuzz bench bench-python demo clean
+.PHONY: all build test unit lint fuzz bench bench-python bench-ratelimit demo clean
 
 all: build
 
@@ -36,6 +36,10 @@ bench:
 # Go worker against Python Celery with the shared harness (see README).
 bench-python: build
 	scripts/bench.sh
+
+# The fleet-wide LLM rate limiter against qagen fake-llm (about 8 minutes).
+bench-ratelimit: build
+	scripts/bench_ratelimit.sh
 
 demo: build
 	scripts/demo.sh

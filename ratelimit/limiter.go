@@ -112,20 +112,22 @@ type Ticket struct {
 }
 
 // Acquire waits until key's budget allows a call of tokens (input plus
-// expected output). Waits up to MaxInPlace are slept here; a longer one
-// returns a *WaitError without spending anything.
+// expected output). A call that can go within MaxInPlace reserves its
+// turn and sleeps until then; a longer wait returns a *WaitError without
+// spending anything, so the caller can give its slot back. Reservations
+// keep waiting callers in a queue: only as many hold a slot as the budget
+// lets through in MaxInPlace.
 func (l *Limiter) Acquire(ctx context.Context, key Key, tokens int) (Ticket, error) {
 	if l == nil || l.cfg.Disabled {
 		return Ticket{Key: key}, nil
 	}
 	lim := l.Limit(ctx, key)
 	t := Ticket{Key: key, Limit: lim, Tokens: tokens}
-	if lim.Unlimited() {
-		return t, nil
-	}
+	// An unlimited key still goes through the store: a provider's 429
+	// pauses it like any other.
 	backoff := 50 * time.Millisecond
 	for {
-		wait, err := l.cfg.Store.Take(ctx, key, lim, tokens, l.cfg.Clock.Now())
+		wait, granted, err := l.cfg.Store.Take(ctx, key, lim, tokens, l.cfg.Clock.Now(), l.cfg.MaxInPlace-t.Waited)
 		if err != nil {
 			if ctx.Err() != nil {
 				return t, ctx.Err()
@@ -136,16 +138,27 @@ func (l *Limiter) Acquire(ctx context.Context, key Key, tokens int) (Ticket, err
 				return t, &WaitError{Key: key, Wait: backoff, Cause: err}
 			}
 			wait, backoff = backoff, min(backoff*2, time.Second)
-		} else if wait == 0 {
+		} else if granted && wait == 0 {
 			return t, nil
-		}
-		if t.Waited+wait > l.cfg.MaxInPlace {
+		} else if !granted && t.Waited+wait > l.cfg.MaxInPlace {
 			return t, &WaitError{Key: key, Wait: wait}
 		}
 		if err := l.sleep(ctx, wait); err != nil {
 			return t, err
 		}
 		t.Waited += wait
+		if !granted {
+			continue
+		}
+		// A reserved turn has come. A 429 shared meanwhile voids it: the
+		// provider asked the fleet to pause.
+		st, err := l.cfg.Store.State(ctx, key, l.cfg.Clock.Now())
+		if err != nil || st.CooldownLeft == 0 {
+			return t, nil
+		}
+		if t.Waited+st.CooldownLeft > l.cfg.MaxInPlace {
+			return t, &WaitError{Key: key, Wait: st.CooldownLeft}
+		}
 	}
 }
 

@@ -214,11 +214,11 @@ type flakyStore struct {
 
 var errOutage = errors.New("connection refused")
 
-func (f *flakyStore) Take(ctx context.Context, k Key, l Limit, tokens int, now time.Time) (time.Duration, error) {
+func (f *flakyStore) Take(ctx context.Context, k Key, l Limit, tokens int, now time.Time, reserve time.Duration) (time.Duration, bool, error) {
 	if f.failures.Add(-1) >= 0 {
-		return 0, errOutage
+		return 0, false, errOutage
 	}
-	return f.Store.Take(ctx, k, l, tokens, now)
+	return f.Store.Take(ctx, k, l, tokens, now, reserve)
 }
 
 // TestLimiterFailsSafe: without the store the limiter waits (backing off)
@@ -299,5 +299,84 @@ func TestLimiterDisabledAndUnlimited(t *testing.T) {
 		if tk, err := l.Acquire(ctx, Key{"acme", "big"}, 1_000_000); err != nil || tk.Waited != 0 {
 			t.Fatalf("unlimited key: %+v, %v", tk, err)
 		}
+	}
+}
+
+// TestLimiterQueuesWithinMaxInPlace: callers beyond the budget reserve
+// turns up to MaxInPlace ahead and sleep until then; the rest get a
+// WaitError at once, so only as many slots wait as the budget can serve.
+func TestLimiterQueuesWithinMaxInPlace(t *testing.T) {
+	c := clock.NewFake(t0)
+	l := New(Config{Store: newStore(t), Local: Table{flash: {RPM: 60}}, MaxInPlace: 3 * time.Second, Clock: c})
+	var chans []<-chan acquireResult
+	for range 6 {
+		chans = append(chans, acquireAsync(l, flash, 0))
+	}
+	granted, refused := 0, 0
+	var waits []time.Duration
+	// One goes at once and two are refused; three sleep on the clock.
+	for granted+refused < 3 {
+		for i, ch := range chans {
+			if ch == nil {
+				continue
+			}
+			if r, ok := received(ch); ok {
+				chans[i] = nil
+				if _, isWait := IsWait(r.err); isWait {
+					refused++
+				} else if r.err == nil && r.ticket.Waited == 0 {
+					granted++
+				} else {
+					t.Fatalf("unexpected %+v %v", r.ticket, r.err)
+				}
+			}
+		}
+	}
+	if granted != 1 || refused != 2 {
+		t.Fatalf("%d granted at once, %d refused; want 1 and 2", granted, refused)
+	}
+	waitPending(t, c, 3)
+	for range 3 {
+		c.Advance(time.Second)
+		for i, ch := range chans {
+			if ch == nil {
+				continue
+			}
+			if r, ok := received(ch); ok {
+				chans[i] = nil
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				waits = append(waits, r.ticket.Waited)
+			}
+		}
+	}
+	if len(waits) != 3 || waits[0] != time.Second || waits[1] != 2*time.Second || waits[2] != 3*time.Second {
+		t.Fatalf("reserved turns after %v, want 1 s, 2 s, 3 s", waits)
+	}
+}
+
+// TestLimiterPauseVoidsReservation: a 429 shared while a caller sleeps on
+// its reserved turn makes it wait for the pause too.
+func TestLimiterPauseVoidsReservation(t *testing.T) {
+	c := clock.NewFake(t0)
+	s := newStore(t)
+	l := New(Config{Store: s, Local: Table{flash: {RPM: 60}}, MaxInPlace: 5 * time.Second, Clock: c})
+	ctx := context.Background()
+	if _, err := l.Acquire(ctx, flash, 0); err != nil {
+		t.Fatal(err)
+	}
+	ch := acquireAsync(l, flash, 0) // reserved for +1 s
+	waitPending(t, c, 1)
+	l.Cooldown(ctx, flash, 2*time.Second) // until +2 s
+	c.Advance(time.Second)
+	waitPending(t, c, 1) // now sleeping through the pause
+	if _, ok := received(ch); ok {
+		t.Fatal("went during the pause")
+	}
+	c.Advance(time.Second)
+	r := <-ch
+	if r.err != nil || r.ticket.Waited != 2*time.Second {
+		t.Fatalf("after the pause: %+v %v", r.ticket, r.err)
 	}
 }

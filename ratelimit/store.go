@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strconv"
 	"time"
 
@@ -14,9 +15,11 @@ import (
 
 // Store holds the fleet's shared state.
 type Store interface {
-	// Take spends one request and tokens of key's budget at now, or spends
-	// nothing and says how long until it could.
-	Take(ctx context.Context, key Key, limit Limit, tokens int, now time.Time) (wait time.Duration, err error)
+	// Take spends one request and tokens of key's budget, or spends nothing
+	// and says how long until it could. A call that could go within
+	// reserve is granted now for then (granted, wait > 0): the caller
+	// sleeps wait and goes, and later callers queue behind it.
+	Take(ctx context.Context, key Key, limit Limit, tokens int, now time.Time, reserve time.Duration) (wait time.Duration, granted bool, err error)
 	// Adjust corrects the token budget once a call's real usage is known
 	// (delta > 0 charges more, < 0 refunds).
 	Adjust(ctx context.Context, key Key, limit Limit, delta int, now time.Time) error
@@ -46,7 +49,24 @@ type State struct {
 type RedisStore struct {
 	pool   *redis.Pool
 	prefix string
+	// MaxLine is how far ahead refused callers are given turns (default
+	// DefaultMaxLine); beyond it they are spread at random over it.
+	MaxLine time.Duration
+	// Window is the span that a limit must hold in, whatever the burst:
+	// providers count requests and tokens per sliding minute, so the pace
+	// is set for no window of this length to see more than the limit
+	// (default DefaultWindow). Zero paces at the nominal rate, with the
+	// burst on top (plain GCRA).
+	Window time.Duration
 }
+
+// DefaultWindow is the providers' minute plus a margin for the spread of
+// network delays between a grant and the provider's count, and for clock
+// skew between worker hosts.
+const DefaultWindow = time.Minute + 250*time.Millisecond
+
+// DefaultMaxLine bounds the waiting line: two minutes of turns.
+const DefaultMaxLine = 2 * time.Minute
 
 // DefaultPrefix namespaces the store's keys.
 const DefaultPrefix = "qagen:ratelimit:"
@@ -57,7 +77,7 @@ func NewRedisStore(pool *redis.Pool, prefix string) *RedisStore {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &RedisStore{pool: pool, prefix: prefix}
+	return &RedisStore{pool: pool, prefix: prefix, Window: DefaultWindow, MaxLine: DefaultMaxLine}
 }
 
 func (s *RedisStore) stateKey(k Key) string { return s.prefix + "state:" + k.String() }
@@ -65,12 +85,14 @@ func (s *RedisStore) limitsKey() string     { return s.prefix + "limits" }
 
 // takeScript is GCRA on two buckets at once. Times are milliseconds.
 // ARGV: now, request interval (0: no request limit), request capacity,
-// token interval (ms per token; 0: no token limit), token capacity, tokens.
-// Returns 0 when granted (and records it), else the wait in ms.
+// token interval (ms per token; 0: no token limit), token capacity, tokens,
+// reserve, longest waiting line, a random number in [0, 1). Returns {wait,
+// granted}: granted when wait <= reserve (and recorded; the call goes
+// after wait), else nothing is spent and wait is the caller's turn.
 var takeScript = redis.NewScript(1, `
 local now = tonumber(ARGV[1])
 local cool = tonumber(redis.call('HGET', KEYS[1], 'cool') or '0')
-if cool > now then return math.ceil(cool - now) end
+if cool > now then return {math.ceil(cool - now), 0} end
 local wait = 0
 local ri, rcap = tonumber(ARGV[2]), tonumber(ARGV[3])
 local rtat
@@ -91,11 +113,27 @@ if ti > 0 and n > 0 then
     wait = math.max(wait, ttat - now - tcap)
   end
 end
-if wait > 0 then return math.ceil(wait) end
+-- Less than a microsecond is float noise, not a wait.
+wait = math.max(wait - 0.001, 0)
+if wait > tonumber(ARGV[7]) then
+  -- Refused: hand out the next place in a waiting line ('line'), one
+  -- call's worth of budget apart, so refused callers come back in turn
+  -- instead of all at once. Beyond maxq the line is not extended: later
+  -- callers get a random time within it.
+  local step = math.max(ri, ti * n)
+  local maxq = tonumber(ARGV[8])
+  local at = math.max(tonumber(redis.call('HGET', KEYS[1], 'line') or '0'), now + wait)
+  if step <= 0 or at - now > maxq then
+    return {math.ceil(wait + tonumber(ARGV[9]) * math.max(maxq - wait, 0)), 0}
+  end
+  redis.call('HSET', KEYS[1], 'line', at + step)
+  redis.call('PEXPIRE', KEYS[1], 3600000)
+  return {math.ceil(at - now), 0}
+end
 if rtat then redis.call('HSET', KEYS[1], 'req', rtat) end
 if ttat then redis.call('HSET', KEYS[1], 'tok', ttat) end
 redis.call('PEXPIRE', KEYS[1], 3600000)
-return 0
+return {math.ceil(wait), 1}
 `)
 
 // adjustScript moves the token arrival time by delta tokens, never below now.
@@ -120,19 +158,33 @@ return 0
 func ms(t time.Time) float64 { return float64(t.UnixMicro()) / 1000 }
 
 // intervals turns a limit into GCRA parameters: emission intervals and
-// capacities in milliseconds. A capacity always holds at least one unit.
-func intervals(l Limit) (ri, rcap, ti, tcap float64) {
+// capacities (tolerances) in milliseconds. A capacity always holds at
+// least one unit.
+//
+// With a window W, GCRA with interval T and capacity C grants at most
+// (W + C) / T calls in any span W: a burst comes on top of the rate. So
+// the interval is stretched to (W + C0) / limit, C0 the burst (at least
+// one nominal interval), which keeps every window within the limit at
+// the cost of the burst's share of the rate (1 s of 60 s: 1.6%).
+func intervals(l Limit, window time.Duration) (ri, rcap, ti, tcap float64) {
 	burst := l.BurstSeconds
 	if burst <= 0 {
 		burst = 1
 	}
+	pace := func(perMinute int) (interval, capacity float64) {
+		interval = 60000 / float64(perMinute)
+		capacity = math.Max(burst*1000, interval)
+		if window > 0 {
+			interval = (float64(window.Milliseconds()) + capacity) / float64(perMinute)
+			capacity = math.Max(capacity, interval)
+		}
+		return interval, capacity
+	}
 	if l.RPM > 0 {
-		ri = 60000 / float64(l.RPM)
-		rcap = math.Max(burst*1000, ri)
+		ri, rcap = pace(l.RPM)
 	}
 	if l.TPM > 0 {
-		ti = 60000 / float64(l.TPM)
-		tcap = math.Max(burst*1000, ti)
+		ti, tcap = pace(l.TPM)
 	}
 	return
 }
@@ -140,23 +192,28 @@ func intervals(l Limit) (ri, rcap, ti, tcap float64) {
 func f(x float64) string { return strconv.FormatFloat(x, 'f', 3, 64) }
 
 // Take implements Store.
-func (s *RedisStore) Take(ctx context.Context, key Key, limit Limit, tokens int, now time.Time) (time.Duration, error) {
+func (s *RedisStore) Take(ctx context.Context, key Key, limit Limit, tokens int, now time.Time, reserve time.Duration) (time.Duration, bool, error) {
 	conn, err := s.pool.GetContext(ctx)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	defer conn.Close()
-	ri, rcap, ti, tcap := intervals(limit)
-	wait, err := redis.Int64(takeScript.Do(conn, s.stateKey(key), f(ms(now)), f(ri), f(rcap), strconv.FormatFloat(ti, 'g', -1, 64), f(tcap), max(tokens, 0)))
-	if err != nil {
-		return 0, fmt.Errorf("ratelimit: take %s: %w", key, err)
+	ri, rcap, ti, tcap := intervals(limit, s.Window)
+	r, err := redis.Int64s(takeScript.Do(conn, s.stateKey(key), f(ms(now)), f(ri), f(rcap),
+		strconv.FormatFloat(ti, 'g', -1, 64), f(tcap), max(tokens, 0), max(reserve.Milliseconds(), 0),
+		s.MaxLine.Milliseconds(), f(rand.Float64())))
+	if err == nil && len(r) != 2 {
+		err = fmt.Errorf("unexpected reply %v", r)
 	}
-	return time.Duration(wait) * time.Millisecond, nil
+	if err != nil {
+		return 0, false, fmt.Errorf("ratelimit: take %s: %w", key, err)
+	}
+	return time.Duration(r[0]) * time.Millisecond, r[1] == 1, nil
 }
 
 // Adjust implements Store.
 func (s *RedisStore) Adjust(ctx context.Context, key Key, limit Limit, delta int, now time.Time) error {
-	_, _, ti, _ := intervals(limit)
+	_, _, ti, _ := intervals(limit, s.Window)
 	if ti == 0 || delta == 0 {
 		return nil
 	}

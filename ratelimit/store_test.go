@@ -18,19 +18,26 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 var flash = Key{Provider: "gemini", Model: "gemini-2.0-flash"}
 
 // newStore returns a store on the package's Redis database, with keys under
-// a prefix of the test's own.
+// a prefix of the test's own. It paces plain GCRA (Window 0) and a refusal
+// says when the call could go (MaxLine 0), so that the expected waits are
+// round numbers; TestWindowFit and TestWaitingLine check the defaults.
 func newStore(t *testing.T) *RedisStore {
 	t.Helper()
 	pool, _ := testenv.Redis(t, testenv.DBRateLimit)
-	return NewRedisStore(pool, testenv.Prefix(t))
+	s := NewRedisStore(pool, testenv.Prefix(t))
+	s.Window, s.MaxLine = 0, 0
+	return s
 }
 
 // take calls Take at t0+at and fails the test on an error.
 func take(t *testing.T, s Store, k Key, l Limit, tokens int, at time.Duration) time.Duration {
 	t.Helper()
-	w, err := s.Take(context.Background(), k, l, tokens, t0.Add(at))
+	w, granted, err := s.Take(context.Background(), k, l, tokens, t0.Add(at), 0)
 	if err != nil {
 		t.Fatalf("Take at +%s: %v", at, err)
+	}
+	if granted != (w == 0) {
+		t.Fatalf("Take at +%s without a reserve: wait %s, granted %v", at, w, granted)
 	}
 	return w
 }
@@ -311,10 +318,10 @@ func TestTakeConcurrent(t *testing.T) {
 		var wg sync.WaitGroup
 		for range goroutines {
 			wg.Go(func() {
-				w, err := s.Take(context.Background(), flash, lim, 0, t0.Add(at))
+				_, ok, err := s.Take(context.Background(), flash, lim, 0, t0.Add(at), 0)
 				if err != nil {
 					t.Error(err)
-				} else if w == 0 {
+				} else if ok {
 					granted.Add(1)
 				}
 			})
@@ -332,7 +339,7 @@ func TestStoreUnreachable(t *testing.T) {
 	s := NewRedisStore(pool, testenv.Prefix(t))
 	pool.Close()
 	ctx := context.Background()
-	if _, err := s.Take(ctx, flash, Limit{RPM: 1}, 0, t0); err == nil {
+	if _, _, err := s.Take(ctx, flash, Limit{RPM: 1}, 0, t0, 0); err == nil {
 		t.Error("Take on a closed pool: no error")
 	}
 	if err := s.Cooldown(ctx, flash, t0); err == nil {
@@ -352,5 +359,170 @@ func TestStoreUnreachable(t *testing.T) {
 	}
 	if _, err := s.State(ctx, flash, t0); err == nil {
 		t.Error("State on a closed pool: no error")
+	}
+}
+
+// TestReserve: a call that can go within the reserve is granted for
+// later, and the next caller queues behind it; one that cannot spends
+// nothing.
+func TestReserve(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	lim := Limit{RPM: 60} // one a second, a burst of one
+	reserve := func(at, r time.Duration) (time.Duration, bool) {
+		t.Helper()
+		w, ok, err := s.Take(ctx, flash, lim, 0, t0.Add(at), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w, ok
+	}
+	for i, want := range []time.Duration{0, time.Second, 2 * time.Second, 3 * time.Second} {
+		if w, ok := reserve(0, 3*time.Second); !ok || w != want {
+			t.Fatalf("caller %d: wait %s granted %v, want a turn in %s", i, w, ok, want)
+		}
+	}
+	// The queue is 3 s deep: a caller with a 3.5 s reserve is refused (4 s).
+	if w, ok := reserve(0, 3500*msec); ok || w != 4*time.Second {
+		t.Fatalf("beyond the reserve: wait %s granted %v", w, ok)
+	}
+	// ... and spent nothing: at +1 s the next turn is still +4 s.
+	if w, ok := reserve(time.Second, 3*time.Second); !ok || w != 3*time.Second {
+		t.Fatalf("after a refusal: wait %s granted %v", w, ok)
+	}
+	// A pause is never reserved through.
+	if err := s.Cooldown(ctx, flash, t0.Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if w, ok := reserve(time.Second, time.Minute); ok || w != 9*time.Second {
+		t.Fatalf("during a pause: wait %s granted %v", w, ok)
+	}
+}
+
+// TestWindowFit: greedy callers on the default store never put more than
+// the limit into any sliding minute (the provider's count: calls at times
+// in (now-60 s, now]), and still get at least 97% of it.
+func TestWindowFit(t *testing.T) {
+	pool, _ := testenv.Redis(t, testenv.DBRateLimit)
+	for _, tc := range []struct {
+		name   string
+		lim    Limit
+		tokens int
+	}{
+		{"120rpm", Limit{RPM: 120}, 0},
+		{"120rpm-burst5", Limit{RPM: 120, BurstSeconds: 5}, 0},
+		{"6rpm", Limit{RPM: 6}, 0},
+		{"2000rpm", Limit{RPM: 2000}, 0},
+		{"tpm", Limit{TPM: 72720}, 606},
+		{"both", Limit{RPM: 120, TPM: 60000}, 606},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := NewRedisStore(pool, testenv.Prefix(t))
+			if s.Window != DefaultWindow {
+				t.Fatalf("default window %s", s.Window)
+			}
+			type grant struct {
+				at     time.Time
+				tokens int
+			}
+			var grants []grant
+			now := t0
+			end := t0.Add(5 * time.Minute)
+			for now.Before(end) {
+				w, ok, err := s.Take(context.Background(), flash, tc.lim, tc.tokens, now, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ok {
+					grants = append(grants, grant{now, tc.tokens})
+					continue
+				}
+				now = now.Add(w)
+			}
+			// Worst sliding minute.
+			worstReq, worstTok := 0, 0
+			j, tok := 0, 0
+			for i, g := range grants {
+				tok += g.tokens
+				for !grants[j].at.After(g.at.Add(-time.Minute)) {
+					tok -= grants[j].tokens
+					j++
+				}
+				worstReq, worstTok = max(worstReq, i-j+1), max(worstTok, tok)
+			}
+			if tc.lim.RPM > 0 && worstReq > tc.lim.RPM {
+				t.Errorf("%d requests in one sliding minute, limit %d", worstReq, tc.lim.RPM)
+			}
+			if tc.lim.TPM > 0 && worstTok > tc.lim.TPM {
+				t.Errorf("%d tokens in one sliding minute, limit %d", worstTok, tc.lim.TPM)
+			}
+			// Achieved rate over the last four minutes (after the first burst).
+			var n, ntok int
+			for _, g := range grants {
+				if g.at.Sub(t0) >= time.Minute {
+					n++
+					ntok += g.tokens
+				}
+			}
+			perMin := float64(n) / 4
+			limit := float64(tc.lim.RPM)
+			if tc.lim.RPM == 0 || (tc.lim.TPM > 0 && float64(tc.lim.TPM)/float64(tc.tokens) < limit) {
+				limit = float64(tc.lim.TPM) / float64(tc.tokens)
+			}
+			// The burst's share of the window is the price of never
+			// exceeding it: 60 s / (60.25 s + burst).
+			burst := max(tc.lim.BurstSeconds, 1)
+			if tc.lim.RPM > 0 {
+				burst = max(burst, 60/float64(tc.lim.RPM))
+			}
+			want := limit * 60 / (DefaultWindow.Seconds() + burst)
+			if perMin+0.25 < 0.99*want { // a quarter: one call more or less in four minutes
+				t.Errorf("%.1f calls/min, %.1f%% of the %.1f the limit allows (expected %.1f)", perMin, 100*perMin/limit, limit, want)
+			}
+			t.Logf("worst minute %d requests / %d tokens; %.1f calls/min = %.1f%% of %.1f", worstReq, worstTok, perMin, 100*perMin/limit, limit)
+		})
+	}
+}
+
+// TestWaitingLine: refused callers get turns one call's worth apart, in
+// the order they asked, up to MaxLine ahead; beyond it, a random time
+// within it.
+func TestWaitingLine(t *testing.T) {
+	s := newStore(t)
+	s.MaxLine = 10 * time.Second
+	ctx := context.Background()
+	lim := Limit{RPM: 60} // one a second
+	try := func(at time.Duration) (time.Duration, bool) {
+		t.Helper()
+		w, ok, err := s.Take(ctx, flash, lim, 0, t0.Add(at), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w, ok
+	}
+	// Three granted (now, +1 s, +2 s), then turns at +3 s, +4 s, ...
+	for i := range 3 {
+		if _, ok := try(0); !ok {
+			t.Fatalf("call %d refused", i)
+		}
+	}
+	for i := range 8 {
+		if w, ok := try(0); ok || w != time.Duration(3+i)*time.Second {
+			t.Fatalf("refused caller %d: turn in %s (granted %v), want %ds", i, w, ok, 3+i)
+		}
+	}
+	// The line is 11 s long now, beyond MaxLine: random turns within it.
+	for range 20 {
+		if w, ok := try(0); ok || w < 3*time.Second || w > 10*time.Second {
+			t.Fatalf("beyond the line: turn in %s (granted %v)", w, ok)
+		}
+	}
+	// Callers coming back at their turn find the budget: the first at +3 s.
+	if w, ok := try(3 * time.Second); !ok || w != 0 {
+		t.Fatalf("at its turn: wait %s granted %v", w, ok)
+	}
+	// Grants never jump the GCRA: the line only orders refusals.
+	if w, ok := try(3 * time.Second); !ok || w != time.Second {
+		t.Fatalf("next: wait %s granted %v", w, ok)
 	}
 }

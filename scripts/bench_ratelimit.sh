@@ -171,7 +171,7 @@ elif cmd == "clean":
 EOF
 
 # 0. Tokens per request, against an unlimited fake.
-if [ -z "$TPM" ]; then
+if [ -z "$TPM" ] && [ -z "${TABLE_ONLY:-}" ]; then
 	dir=$OUT/calibrate
 	mkdir -p "$dir"
 	prefix="rlbench_cal_$$:"
@@ -186,8 +186,9 @@ if [ -z "$TPM" ]; then
 	echo "calibration: $per tokens per request (input + output); TPM = $per x $RPM = $TPM"
 fi
 
-# 1. The runs.
-for mode in $MODES; do
+# 1. The runs (TABLE_ONLY=1: only print the table of the last runs).
+[ -n "${TABLE_ONLY:-}" ] && MODES_RUN="" || MODES_RUN=$MODES
+for mode in $MODES_RUN; do
 	dir=$OUT/$mode
 	rm -rf "$dir"
 	mkdir -p "$dir"
@@ -210,17 +211,21 @@ out, rpm, tpm, workers, conc, warmup = sys.argv[1], int(sys.argv[2]), int(sys.ar
 modes = sys.argv[7:]
 print(f"fake-llm: {rpm} requests/min, {tpm} tokens/min (sliding minute); {workers} workers x -c {conc}; "
       f"steady state = after the first {warmup:.0f} s\n")
-print(f"| run | requests/min (% of limit) | tokens/min (% of limit) | 429s | LLM requests | tasks done | snoozed | retries | gave up | active slots (of {workers * conc}) |")
+print(f"| run | requests/min (% of limit) | tokens/min (% of limit) | 429s | LLM requests | tasks done | snoozed | retries | gave up | slots (of {workers * conc}) |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for mode in modes:
     samples = [json.loads(l) for l in open(f"{out}/{mode}/samples.jsonl")]
+    # Whole minutes of steady state: the providers' window is a minute,
+    # and without pacing the traffic comes in bursts a minute apart.
     a = next(s for s in samples if s["t"] >= warmup)
-    b = samples[-1]
+    minutes = int((samples[-1]["t"] - a["t"] + 1) // 60)
+    b = [s for s in samples if s["t"] <= a["t"] + 60 * minutes + 1][-1]
     dt = (b["t"] - a["t"]) / 60
     ans = (b["stats"]["answers"] - a["stats"]["answers"]) / dt
     tok = ((b["stats"]["input_tokens"] + b["stats"]["output_tokens"]) - (a["stats"]["input_tokens"] + a["stats"]["output_tokens"])) / dt
-    limited = b["stats"]["rate_limited"]
-    reqs = sum(b["stats"]["requests"].values())
+    # Counts over the whole run.
+    limited = samples[-1]["stats"]["rate_limited"]
+    reqs = sum(samples[-1]["stats"]["requests"].values())
     counts = {"succeeded": 0, "snoozed": 0, "retry": 0, "gave up": 0}
     for path in glob.glob(f"{out}/{mode}/worker*.log"):
         for line in open(path):
@@ -237,7 +242,7 @@ for mode in modes:
             elif m.startswith("Q&A generation failed; giving up"):
                 counts["gave up"] += 1
     act = [sum(s["active"].values()) for s in samples if s.get("active") and s["t"] >= warmup]
-    active = f"{min(act)}–{max(act)}, mean {sum(act)/len(act):.0f}" if act else "n/a"
+    active = f"{min(act)}–{max(act)} busy, {workers * conc - sum(act)/len(act):.0f} idle" if act else "n/a"
     print(f"| {mode} | {ans:.1f} ({100*ans/rpm:.1f}%) | {tok:,.0f} ({100*tok/tpm:.1f}%) | {limited} | {reqs} | "
           f"{counts['succeeded']} | {counts['snoozed']} | {counts['retry']} | {counts['gave up']} | {active} |")
 EOF

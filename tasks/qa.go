@@ -355,6 +355,7 @@ func (q *QA) execute(ctx context.Context, j *job, batch bool) (QAResult, error) 
 		// No budget left for a while: give the slot back and come back
 		// when there is, without spending a retry.
 		log.Debug().Dur("in", w.Wait).Str("limit", w.Key.String()).Msg("rate limit: task snoozed")
+		// The wait is this task's turn in the fleet's waiting line.
 		return QAResult{}, worker.Snooze(w.Wait + time.Duration(q.cfg.Jitter()*float64(200*time.Millisecond)))
 	}
 	kind := llm.KindOf(err)

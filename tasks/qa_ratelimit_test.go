@@ -41,13 +41,15 @@ func TestSpentBudgetSnoozes(t *testing.T) {
 	}
 	_, err := run(t, q, 3, chunkEN, configEN, nil, nil) // retries used up: a snooze still is no retry
 	var r *worker.RetryError
-	if !worker.IsSnooze(err) || !errors.As(err, &r) || r.Countdown < 10*time.Second || r.Countdown > 10200*time.Millisecond {
-		t.Fatalf("second call: %v, want a snooze of 10 s (+ jitter)", err)
+	// 6 a minute, fitted into the sliding minute: one per 11.7 s, plus
+	// up to 200 ms of jitter (0.5 here).
+	if !worker.IsSnooze(err) || !errors.As(err, &r) || r.Countdown < 11800*time.Millisecond || r.Countdown > 11820*time.Millisecond {
+		t.Fatalf("second call: %v, want a snooze of 11.7 s + 0.1 s", err)
 	}
 	if len(p.calls) != 1 {
 		t.Errorf("%d provider calls, want 1", len(p.calls))
 	}
-	c.Advance(10 * time.Second)
+	c.Advance(12 * time.Second)
 	if res, err := run(t, q, 0, chunkEN, configEN, nil, nil); err != nil || !res.Success {
 		t.Fatalf("after the wait: %+v %v", res, err)
 	}
@@ -96,7 +98,8 @@ func TestUsageCorrectsTokenBudget(t *testing.T) {
 		t.Fatal(res, err)
 	}
 	st, err := store.State(context.Background(), flash, c.Now())
-	if err != nil || st.TokensAhead != 1500*time.Millisecond { // 150 tokens at 100/s
+	// 150 tokens at 6000 a minute fitted into the sliding minute (98/s).
+	if err != nil || st.TokensAhead < 1500*time.Millisecond || st.TokensAhead > 1550*time.Millisecond {
 		t.Errorf("token budget after a 150-token call: %+v %v", st, err)
 	}
 }
