@@ -131,7 +131,7 @@ func (g *Gemini) Generate(ctx context.Context, req Request) (*Response, error) {
 	latency := time.Since(start)
 	if err != nil {
 		return nil, finishError(ctx, callCtx, GeminiName, g.timeout, err, func(err error) *Error {
-			return g.classify(err, info, structured)
+			return classifyGemini(err, info, g.key, structured)
 		})
 	}
 	usage := Usage{Provider: GeminiName, Model: model, Latency: latency, Structured: structured}
@@ -170,9 +170,10 @@ func (g *Gemini) Generate(ctx context.Context, req Request) (*Response, error) {
 	return &Response{Text: text.String(), Usage: usage}, nil
 }
 
-// classify turns a genai error into an *Error.
-func (g *Gemini) classify(err error, info *callInfo, structured bool) *Error {
-	e := &Error{Provider: GeminiName, Kind: KindTransient, Err: redactErr(err, g.key)}
+// classifyGemini turns a genai error into an *Error; key is redacted from
+// its text.
+func classifyGemini(err error, info *callInfo, key string, structured bool) *Error {
+	e := &Error{Provider: GeminiName, Kind: KindTransient, Err: redactErr(err, key)}
 	status, headerWait := info.get()
 	var apiErr genai.APIError
 	var apiErrPtr *genai.APIError

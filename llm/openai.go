@@ -164,7 +164,7 @@ func (o *OpenAI) Generate(ctx context.Context, req Request) (*Response, error) {
 	latency := time.Since(start)
 	if err != nil {
 		return nil, finishError(ctx, callCtx, OpenAIName, o.timeout, err, func(err error) *Error {
-			return o.classify(err, info, structured)
+			return classifyOpenAI(err, info, o.key, structured)
 		})
 	}
 	usage := Usage{Provider: OpenAIName, Model: model, Latency: latency, Structured: structured,
@@ -197,9 +197,10 @@ func (o *OpenAI) Generate(ctx context.Context, req Request) (*Response, error) {
 	return &Response{Text: text, Usage: usage}, nil
 }
 
-// classify turns a go-openai error into an *Error.
-func (o *OpenAI) classify(err error, info *callInfo, structured bool) *Error {
-	e := &Error{Provider: OpenAIName, Kind: KindTransient, Err: redactErr(err, o.key)}
+// classifyOpenAI turns a go-openai error into an *Error; key is redacted
+// from its text.
+func classifyOpenAI(err error, info *callInfo, key string, structured bool) *Error {
+	e := &Error{Provider: OpenAIName, Kind: KindTransient, Err: redactErr(err, key)}
 	status, headerWait := info.get()
 	var msg string
 	var apiErr *openai.APIError

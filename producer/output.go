@@ -3,6 +3,7 @@ package producer
 import (
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qagen/qagen/producer/coverage"
 	"github.com/qagen/qagen/tasks"
 )
 
@@ -48,6 +50,11 @@ type Run struct {
 	Chunks      int       `json:"chunks"`
 	Skips       []Skip    `json:"skips,omitempty"`
 	Units       []*Unit   `json:"units"`
+	// Originals are the unmerged chunks that merging joined into one
+	// (only those: the others are in Units as they are), so that the
+	// coverage analysis, which works on the original chunks, can run on
+	// the manifest of a --resume.
+	Originals []OriginalChunk `json:"original_chunks,omitempty"`
 	// Stopped says why the run ended before every unit was final.
 	Stopped string `json:"stopped,omitempty"`
 }
@@ -164,18 +171,13 @@ func WriteOutputs(dir, simpleDir string, r *Run) (Files, error) {
 			return f, err
 		}
 	}
-	// qagen does not run the embedding coverage analysis; the file keeps
-	// the Python system's shape when it was skipped, marked as such.
-	if err := writeJSON(f.Coverage, map[string]any{
-		"coverage_rate": 0, "covered_chunks": 0, "total_chunks": r.Chunks, "uncovered_chunks": []any{}, "analyzed": false,
-	}); err != nil {
+	// The coverage analysis has not run (WriteCoverage replaces the file
+	// when it does): the Python system's stub for a skipped analysis,
+	// marked as such.
+	if err := writeJSON(f.Coverage, coverageStub(r, nil)); err != nil {
 		return f, err
 	}
-	failures := r.Failures()
-	if failures == nil {
-		failures = []ChunkFailure{} // [] in the summary, not null
-	}
-	if len(failures) > 0 {
+	if failures := r.Failures(); len(failures) > 0 {
 		f.Failures = base("failures", "csv")
 		if err := writeCSV(f.Failures, []string{"chunk_id", "task_id", "state", "error"}, len(failures), func(i int) []string {
 			x := failures[i]
@@ -183,6 +185,23 @@ func WriteOutputs(dir, simpleDir string, r *Run) (Files, error) {
 		}); err != nil {
 			return f, err
 		}
+	}
+	if err := writeJSON(f.Summary, summaryOf(r, f)); err != nil {
+		return f, err
+	}
+	if err := writeJSON(f.Manifest, r); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// summaryOf is the summary file: the Python keys (the coverage ones as
+// for a skipped analysis), then qagen's accounting.
+func summaryOf(r *Run, f Files) map[string]any {
+	pairs := r.Pairs()
+	failures := r.Failures()
+	if failures == nil {
+		failures = []ChunkFailure{} // [] in the summary, not null
 	}
 	succeeded, failed, missing := r.Counts()
 	var usage tasks.Usage
@@ -197,19 +216,56 @@ func WriteOutputs(dir, simpleDir string, r *Run) (Files, error) {
 	summary := map[string]any{
 		"dataset_type": r.DatasetType, "dataset_name": r.DatasetName, "generated_at": r.ID,
 		"total_qa_pairs": len(pairs), "coverage_rate": 0, "covered_chunks": 0, "total_chunks": r.Chunks,
-		"files":            map[string]string{"qa_json": f.QAJSON, "qa_csv": f.QACSV, "coverage": f.Coverage, "manifest": f.Manifest, "failures": f.Failures},
-		"documents":        r.Documents,
-		"succeeded_chunks": succeeded, "failed_chunks": failed, "missing_chunks": missing,
+		"coverage_analyzed": false,
+		"files":             map[string]string{"qa_json": f.QAJSON, "qa_csv": f.QACSV, "coverage": f.Coverage, "manifest": f.Manifest, "failures": f.Failures},
+		"documents":         r.Documents,
+		"succeeded_chunks":  succeeded, "failed_chunks": failed, "missing_chunks": missing,
 		"failures": failures, "skipped_documents": len(r.Skips), "question_types": QuestionTypeCounts(pairs),
 		"llm_usage": usage, "settings": r.Settings, "resumed_from": r.ResumedFrom, "stopped": r.Stopped,
 	}
-	if err := writeJSON(f.Summary, summary); err != nil {
-		return f, err
+	return summary
+}
+
+// coverageStub is the coverage file of an analysis that did not run: the
+// Python system's four keys, "analyzed": false and, when the analysis was
+// asked for and failed, why.
+func coverageStub(r *Run, analysisErr error) map[string]any {
+	m := map[string]any{
+		"coverage_rate": 0, "covered_chunks": 0, "total_chunks": r.Chunks, "uncovered_chunks": []any{}, "analyzed": false,
 	}
-	if err := writeJSON(f.Manifest, r); err != nil {
-		return f, err
+	if analysisErr != nil {
+		m["error"] = analysisErr.Error()
 	}
-	return f, nil
+	return m
+}
+
+// WriteCoverage records the coverage analysis in the files WriteOutputs
+// wrote: the report as the coverage file and its coverage_rate,
+// covered_chunks and total_chunks (original chunks) in the summary, with
+// coverage_analyzed true. With a nil report it writes the stub with the
+// analysis error instead, and the summary's coverage_error.
+func WriteCoverage(f Files, rep *coverage.Report, analysisErr error, r *Run) error {
+	summary := summaryOf(r, f)
+	if rep == nil {
+		if analysisErr == nil {
+			analysisErr = errors.New("the coverage analysis did not run")
+		}
+		summary["coverage_analyzed"] = false
+		summary["coverage_error"] = analysisErr.Error()
+		if err := writeJSON(f.Coverage, coverageStub(r, analysisErr)); err != nil {
+			return err
+		}
+		return writeJSON(f.Summary, summary)
+	}
+	if err := writeJSON(f.Coverage, rep); err != nil {
+		return err
+	}
+	summary["coverage_rate"] = rep.CoverageRate
+	summary["covered_chunks"] = rep.CoveredChunks
+	summary["total_chunks"] = rep.TotalChunks
+	summary["coverage_analyzed"] = true
+	summary["coverage_threshold"] = rep.Threshold
+	return writeJSON(f.Summary, summary)
 }
 
 // QuestionTypeCounts counts pairs per question type.

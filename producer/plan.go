@@ -55,13 +55,16 @@ func NewPlan(corpus *docs.Corpus, c *chunk.Chunker, opts PlanOptions, now time.T
 		langs[d.ID] = d.Lang
 	}
 	p := &Plan{Unmerged: len(all)}
+	var originals []OriginalChunk
 	if opts.Merge {
-		all = c.MergeSmall(all, opts.MinTokens, opts.MaxTokens)
+		merged := c.MergeSmall(all, opts.MinTokens, opts.MaxTokens)
+		originals = mergedOriginals(all, merged)
+		all = merged
 	}
 	p.Chunks = all
 	run := &Run{
 		ID: now.Format("20060102_150405"), DatasetType: corpus.DatasetType, DatasetName: cfg.Name,
-		CreatedAt: now, Documents: len(corpus.Docs), Chunks: len(all),
+		CreatedAt: now, Documents: len(corpus.Docs), Chunks: len(all), Originals: originals,
 	}
 	for _, s := range corpus.Skips {
 		run.Skips = append(run.Skips, Skip{Source: s.Source, Reason: s.Reason})

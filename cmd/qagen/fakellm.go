@@ -23,9 +23,11 @@ var fakeLLMReady func(addr string)
 func fakeLLMCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "fake-llm",
-		Usage: "run a local simulator of the Gemini and OpenAI APIs (Q&A answers built from the prompt)",
+		Usage: "run a local simulator of the Gemini and OpenAI APIs (Q&A answers built from the prompt, embeddings)",
 		Description: "Serves POST /{version}/models/{model}:generateContent (Gemini; key in x-goog-api-key or ?key=),\n" +
-			"POST /v1/chat/completions and /chat/completions (OpenAI; Bearer key) and GET /stats.\n" +
+			"POST /v1/chat/completions and /chat/completions (OpenAI; Bearer key), the embedding endpoints\n" +
+			"(Gemini :batchEmbedContents and :embedContent, OpenAI /v1/embeddings: deterministic hashed n-gram\n" +
+			"vectors of each text) and GET /stats.\n" +
 			"Point the workers at it with GOOGLE_GEMINI_BASE_URL=http://ADDR and OPENAI_BASE_URL=http://ADDR/v1.\n" +
 			"Answers are schema-valid Q&A JSON drawn from the prompt's text; token counts are estimates\n" +
 			"(one per CJK character, one per 4 other bytes). --latency takes 200ms, 200ms±50ms or\n" +

@@ -35,7 +35,8 @@ func generateCommand() *cli.Command {
 			"Markdown, or a directory of them). Without --use-celery the tasks run in this process; with it they\n" +
 			"go to the workers of --queue (Go or Python) exactly as the Python producer sends them.\n" +
 			"Outputs go to --output (qa_pairs_*.json/.csv, summary, run manifest) and qa_output/a02_qa_pairs_<dataset>.csv;\n" +
-			"--resume <run id or manifest> sends again only the chunks that failed or are missing.",
+			"--resume <run id or manifest> sends again only the chunks that failed or are missing.\n" +
+			"--analyze-coverage adds the Python producer's embedding coverage analysis (it always runs here, in the producer).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dataset", Usage: "cc_news, livedoor, wikipedia_ja or japanese_text"},
 			&cli.StringFlag{Name: "input-file", Usage: "a CSV, TXT, JSON, JSONL or Markdown file, or a directory of them"},
@@ -63,7 +64,11 @@ func generateCommand() *cli.Command {
 			&cli.DurationFlag{Name: "stall-timeout", Usage: "stop when no task has finished for this long", Value: 15 * time.Minute},
 			&cli.BoolFlag{Name: "dry-run", Usage: "chunk, merge and plan without any LLM call; writes chunks_<dataset>_<ts>.jsonl"},
 			&cli.StringFlag{Name: "resume", Usage: "run id or manifest of an earlier run: send again only its failed and missing chunks"},
-			&cli.Float64Flag{Name: "llm-timeout", Usage: "seconds one LLM call may take (in-process)", Value: 90},
+			&cli.Float64Flag{Name: "llm-timeout", Usage: "seconds one LLM call (in-process) or one coverage embedding request may take", Value: 90},
+			&cli.BoolFlag{Name: "analyze-coverage", Usage: "after collection, embed the original chunks and the Q&A pairs and write the coverage analysis (coverage_<dataset>_<ts>.json)"},
+			&cli.Float64Flag{Name: "coverage-threshold", Usage: "similarity a chunk needs to count as covered (default: the dataset's standard level, 0.7 for uploads); the strict/standard/lenient block keeps the dataset's levels"},
+			&cli.StringFlag{Name: "embedding-provider", Usage: "gemini, openai or offline (default: the --provider resolution; offline when it has no API key)", EnvVars: []string{llm.EnvEmbeddingProvider}},
+			&cli.StringFlag{Name: "embedding-model", Usage: "embedding model (default: gemini-embedding-001 at 3072 dimensions, text-embedding-3-small)"},
 			&cli.StringFlag{Name: "loglevel", Aliases: []string{"l"}, Usage: "debug, info, warning, error", Value: "info"},
 		},
 		Action: runGenerate,
@@ -81,12 +86,18 @@ func runGenerate(c *cli.Context) error {
 	}
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// --timeout bounds the collection, not the coverage analysis after it.
+	coverageCtx := ctx
 	if d := c.Duration("timeout"); d > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, d)
 		defer cancel()
 	}
 	now := time.Now()
+	cov, err := coverageFlags(c)
+	if err != nil {
+		return err
+	}
 
 	var run *producer.Run
 	var units []*producer.Unit
@@ -106,6 +117,7 @@ func runGenerate(c *cli.Context) error {
 		fmt.Fprintf(out, "[resume] run %s: %d of %d tasks to send again (failed or missing)\n", prev.ID, len(units), len(prev.Units))
 		if c.Bool("dry-run") {
 			fmt.Fprintln(out, "dry run: nothing sent")
+			cov.skipDryRun(out)
 			return nil
 		}
 	} else {
@@ -120,11 +132,12 @@ func runGenerate(c *cli.Context) error {
 			}
 			printPlan(out, plan, c.Int("batch-chunks"))
 			fmt.Fprintf(out, "dry run: no LLM call made; chunks written to %s\n", path)
+			cov.skipDryRun(out)
 			return nil
 		}
 		run, units = plan.Run, plan.Run.Units
 	}
-	if len(units) == 0 {
+	if len(units) == 0 && !cov.enabled {
 		// Only a resume of a complete run gets here (a plan has chunks);
 		// its outputs are already complete.
 		fmt.Fprintf(out, "nothing to send: every chunk of run %s succeeded\n", run.ResumedFrom)
@@ -144,33 +157,46 @@ func runGenerate(c *cli.Context) error {
 	if c.IsSet("queue") || settings.Queue == "" {
 		settings.Queue = c.String("queue")
 	}
-	exec, closeExec, err := executorFor(ctx, c, settings, log, out)
-	if err != nil {
+	// The embedder is built before anything is sent: a bad
+	// --embedding-provider or a missing key stops the run before it costs.
+	if err := cov.resolve(ctx, c, settings, log); err != nil {
 		return err
 	}
-	defer closeExec()
-	progress := producer.NewProgress(os.Stderr, isTerminal(os.Stderr), len(units))
-	switch e := exec.(type) {
-	case *producer.LocalExecutor:
-		e.Progress = progress.Retry
-	case *producer.CeleryExecutor:
-		e.Progress = progress.Retry
-	}
-	fmt.Fprintf(out, "[3/4] generating Q&A: %d tasks (%s)\n", len(units), modeName(settings))
-	runErr := producer.Execute(ctx, run, units, exec, progress)
-	if runErr != nil {
-		log.Warn().Err(runErr).Msg("collection stopped before every task finished; what is missing is listed in the outputs")
+	if len(units) == 0 {
+		fmt.Fprintf(out, "nothing to send: every chunk of run %s succeeded; analysing its coverage\n", run.ResumedFrom)
+	} else {
+		exec, closeExec, err := executorFor(ctx, c, settings, log, out)
+		if err != nil {
+			return err
+		}
+		defer closeExec()
+		progress := producer.NewProgress(os.Stderr, isTerminal(os.Stderr), len(units))
+		switch e := exec.(type) {
+		case *producer.LocalExecutor:
+			e.Progress = progress.Retry
+		case *producer.CeleryExecutor:
+			e.Progress = progress.Retry
+		}
+		fmt.Fprintf(out, "[3/4] generating Q&A: %d tasks (%s)\n", len(units), modeName(settings))
+		if runErr := producer.Execute(ctx, run, units, exec, progress); runErr != nil {
+			log.Warn().Err(runErr).Msg("collection stopped before every task finished; what is missing is listed in the outputs")
+		}
 	}
 	files, err := producer.WriteOutputs(c.String("output"), c.String("simple-output-dir"), run)
 	if err != nil {
 		return err
 	}
 	printReport(out, run, files)
-	succeeded, failed, missing := run.Counts()
+	// The Q&A outputs are on disk before the analysis starts: a failed or
+	// interrupted analysis loses nothing but itself.
+	covErr := cov.run(coverageCtx, out, log, run, files)
+	_, failed, missing := run.Counts()
 	if failed+missing > 0 {
 		return &exitError{code: 3, err: fmt.Errorf("%d chunks failed and %d are missing; resend them with --resume %s", failed, missing, files.Manifest)}
 	}
-	_ = succeeded
+	if covErr != nil {
+		return &exitError{code: 4, err: covErr}
+	}
 	return nil
 }
 

@@ -47,14 +47,20 @@ func lookup(m map[string]any, keys ...string) any {
 	return nil
 }
 
-// handleGemini serves POST /{version}/models/{model}:generateContent.
+// handleGemini serves POST /{version}/models/{model}:generateContent (and
+// hands the embedding methods to handleGeminiEmbed).
 func (s *Server) handleGemini(w http.ResponseWriter, r *http.Request) {
 	d := geminiDialect{}
-	s.countRequest(d.name())
 	model, action, _ := strings.Cut(r.PathValue("model"), ":")
+	switch action {
+	case "batchEmbedContents", "embedContent":
+		s.handleGeminiEmbed(w, r, model, action == "batchEmbedContents")
+		return
+	}
+	s.countRequest(d.name())
 	if action != "generateContent" {
 		s.countError("not_found")
-		d.fail(w, failure{kind: failNotFound, msg: fmt.Sprintf("method %q is not implemented by fake-llm (only generateContent)", action)}, "")
+		d.fail(w, failure{kind: failNotFound, msg: fmt.Sprintf("method %q is not implemented by fake-llm (only generateContent, batchEmbedContents, embedContent)", action)}, "")
 		return
 	}
 	key := r.Header.Get("x-goog-api-key")

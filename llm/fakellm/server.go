@@ -36,6 +36,16 @@
 // {"error": {"message", "type", "code"}} whose message ends "Please try
 // again in Ns." (Config.RetryAfterIn chooses header, body or both.)
 //
+// Embeddings. Gemini's batchEmbedContents and embedContent and OpenAI's
+// embeddings endpoint answer with llm.HashEmbedding of each text (the
+// offline embedder's vectors, so similar texts get similar vectors) in
+// the requested dimensions, else the model's usual size (3072 for
+// gemini-embedding-*, 1536 for text-embedding-3-small, 768 otherwise).
+// They are counted apart (Stats.EmbedRequests, EmbeddedTexts), go through
+// the same key check, rate limits and latency, and take the faults that
+// make sense for them: 429, 500 and timeout as for generation, malformed
+// (a body cut off) and empty (no vectors).
+//
 // Faults. Config.Faults gives each fault an independent probability; every
 // request draws all of them (the first hit, in AllFaults order, wins), so
 // with a fixed Seed a sequence of requests fails the same way each run.
@@ -114,6 +124,13 @@ type Stats struct {
 	OutputTokens int64 `json:"output_tokens"`
 	// Pairs counts the pairs served in complete answers.
 	Pairs int64 `json:"pairs"`
+	// EmbedRequests counts embedding requests by API (they are not in
+	// Requests); EmbeddedTexts the texts given a vector in complete
+	// answers; EmbedInputTokens their estimated tokens. Their failures are
+	// in RateLimited and Errors.
+	EmbedRequests    map[string]int64 `json:"embed_requests"`
+	EmbeddedTexts    int64            `json:"embedded_texts"`
+	EmbedInputTokens int64            `json:"embed_input_tokens"`
 }
 
 type windowEntry struct {
@@ -154,7 +171,7 @@ func New(cfg Config) *Server {
 		mux:    http.NewServeMux(),
 		closed: make(chan struct{}),
 		rng:    rand.New(rand.NewPCG(cfg.Seed, 0x9e3779b97f4a7c15)),
-		stats:  Stats{Requests: map[string]int64{}, Errors: map[string]int64{}},
+		stats:  Stats{Requests: map[string]int64{}, Errors: map[string]int64{}, EmbedRequests: map[string]int64{}},
 		faults: map[Fault]float64{},
 	}
 	for f, p := range cfg.Faults {
@@ -166,6 +183,8 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("POST /{version}/models/{model}", s.handleGemini)
 	s.mux.HandleFunc("POST /v1/chat/completions", s.handleOpenAI)
 	s.mux.HandleFunc("POST /chat/completions", s.handleOpenAI)
+	s.mux.HandleFunc("POST /v1/embeddings", s.handleOpenAIEmbed)
+	s.mux.HandleFunc("POST /embeddings", s.handleOpenAIEmbed)
 	s.mux.HandleFunc("GET /stats", s.handleStats)
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	return s
@@ -185,6 +204,7 @@ func (s *Server) Stats() Stats {
 	st := s.stats
 	st.Requests = copyMap(s.stats.Requests)
 	st.Errors = copyMap(s.stats.Errors)
+	st.EmbedRequests = copyMap(s.stats.EmbedRequests)
 	return st
 }
 
@@ -210,6 +230,8 @@ type call struct {
 	structured bool
 	schema     any
 	maxTokens  int
+	// embed marks an embedding request.
+	embed bool
 }
 
 // batch says whether the answer needs chunk_index.
@@ -257,77 +279,14 @@ type dialect interface {
 	ok(w http.ResponseWriter, c *call, a answer)
 }
 
-// serve runs one request: auth, limits, faults, latency, answer.
+// serve runs one generation request: auth, limits, faults, latency,
+// answer.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect, c *call, key string) {
-	start := time.Now()
-	c.id = s.seq.Add(1)
-	ev := func(status int, what string) {
-		s.log.Debug().Str("api", d.name()).Int64("id", c.id).Str("model", c.model).Int("status", status).
-			Str("result", what).Bool("structured", c.structured).Dur("took", time.Since(start)).Msg("request")
-	}
-	if s.cfg.APIKey != "" && key != s.cfg.APIKey {
-		s.countError("unauthorized")
-		d.fail(w, failure{kind: failUnauthorized, msg: "API key not valid: " + key}, s.cfg.RetryAfterIn)
-		ev(http.StatusUnauthorized, "unauthorized")
-		return
-	}
 	in := Tokens(c.system) + Tokens(c.prompt)
-
-	s.mu.Lock()
-	entry, wait, limit := s.admit(s.cfg.Now(), in)
-	var fault Fault
-	var delay time.Duration
-	if entry != nil {
-		fault = roll(s.rng, s.faults, c.structured)
-		delay = s.cfg.Latency.draw(s.rng.Float64())
-	} else {
-		s.stats.RateLimited++
-	}
-	if fault == FaultRateLimit {
-		s.stats.RateLimited++
-	}
-	s.mu.Unlock()
-
-	if entry == nil {
-		d.fail(w, failure{kind: failRateLimited, wait: wait, limit: limit,
-			msg: fmt.Sprintf("rate limit exceeded: %s per minute", limit)}, s.cfg.RetryAfterIn)
-		ev(http.StatusTooManyRequests, "rate limited ("+limit+")")
+	entry, fault, ev, ok := s.gate(w, r, d, c, key, in)
+	if !ok {
 		return
 	}
-	switch fault {
-	case FaultRateLimit:
-		d.fail(w, failure{kind: failRateLimited, wait: s.cfg.InjectedWait, limit: "quota", msg: "quota exhausted (injected)"}, s.cfg.RetryAfterIn)
-		ev(http.StatusTooManyRequests, "injected 429")
-		return
-	case FaultTimeout:
-		s.countError(string(FaultTimeout))
-		if !s.wait(r.Context(), s.cfg.HangFor, s.cfg.HangFor <= 0) {
-			s.closedAnswer(w, d)
-			ev(0, "timeout: client gone")
-			return
-		}
-		d.fail(w, failure{kind: failTimeout, msg: "deadline exceeded while generating (injected timeout)"}, s.cfg.RetryAfterIn)
-		ev(http.StatusGatewayTimeout, "timeout")
-		return
-	}
-	if !s.wait(r.Context(), delay, false) {
-		s.closedAnswer(w, d)
-		ev(0, "client gone")
-		return
-	}
-	switch fault {
-	case FaultServerError:
-		s.countError(string(FaultServerError))
-		d.fail(w, failure{kind: failServer, msg: "internal error (injected)"}, s.cfg.RetryAfterIn)
-		ev(http.StatusInternalServerError, "injected 500")
-		return
-	case FaultSchema:
-		s.countError(string(FaultSchema))
-		d.fail(w, failure{kind: failSchema}, s.cfg.RetryAfterIn)
-		ev(http.StatusBadRequest, "injected schema rejection")
-		return
-	}
-
 	pairs := pairsFor(c.system, c.prompt, c.batch())
 	text := render(pairs, c.structured)
 	complete := true
@@ -374,6 +333,87 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect, c *cal
 		what = "truncated"
 	}
 	ev(http.StatusOK, what)
+}
+
+// gate is what every request goes through before its answer: the API
+// key, the rate limits (in input tokens), the injected 429s, timeouts,
+// 500s and schema rejections, and the latency. When it has answered the
+// request itself it returns ok false; otherwise the request's window
+// entry, the fault left for the answer (malformed, empty, or none) and
+// the request's log function.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, d dialect, c *call, key string, in int) (*windowEntry, Fault, func(int, string), bool) {
+	start := time.Now()
+	c.id = s.seq.Add(1)
+	kind := "request"
+	if c.embed {
+		kind = "embed request"
+	}
+	ev := func(status int, what string) {
+		s.log.Debug().Str("api", d.name()).Int64("id", c.id).Str("model", c.model).Int("status", status).
+			Str("result", what).Bool("structured", c.structured).Dur("took", time.Since(start)).Msg(kind)
+	}
+	if s.cfg.APIKey != "" && key != s.cfg.APIKey {
+		s.countError("unauthorized")
+		d.fail(w, failure{kind: failUnauthorized, msg: "API key not valid: " + key}, s.cfg.RetryAfterIn)
+		ev(http.StatusUnauthorized, "unauthorized")
+		return nil, "", ev, false
+	}
+
+	s.mu.Lock()
+	entry, wait, limit := s.admit(s.cfg.Now(), in)
+	var fault Fault
+	var delay time.Duration
+	if entry != nil {
+		fault = roll(s.rng, s.faults, c.structured)
+		delay = s.cfg.Latency.draw(s.rng.Float64())
+	} else {
+		s.stats.RateLimited++
+	}
+	if fault == FaultRateLimit {
+		s.stats.RateLimited++
+	}
+	s.mu.Unlock()
+
+	if entry == nil {
+		d.fail(w, failure{kind: failRateLimited, wait: wait, limit: limit,
+			msg: fmt.Sprintf("rate limit exceeded: %s per minute", limit)}, s.cfg.RetryAfterIn)
+		ev(http.StatusTooManyRequests, "rate limited ("+limit+")")
+		return nil, "", ev, false
+	}
+	switch fault {
+	case FaultRateLimit:
+		d.fail(w, failure{kind: failRateLimited, wait: s.cfg.InjectedWait, limit: "quota", msg: "quota exhausted (injected)"}, s.cfg.RetryAfterIn)
+		ev(http.StatusTooManyRequests, "injected 429")
+		return nil, "", ev, false
+	case FaultTimeout:
+		s.countError(string(FaultTimeout))
+		if !s.wait(r.Context(), s.cfg.HangFor, s.cfg.HangFor <= 0) {
+			s.closedAnswer(w, d)
+			ev(0, "timeout: client gone")
+			return nil, "", ev, false
+		}
+		d.fail(w, failure{kind: failTimeout, msg: "deadline exceeded while generating (injected timeout)"}, s.cfg.RetryAfterIn)
+		ev(http.StatusGatewayTimeout, "timeout")
+		return nil, "", ev, false
+	}
+	if !s.wait(r.Context(), delay, false) {
+		s.closedAnswer(w, d)
+		ev(0, "client gone")
+		return nil, "", ev, false
+	}
+	switch fault {
+	case FaultServerError:
+		s.countError(string(FaultServerError))
+		d.fail(w, failure{kind: failServer, msg: "internal error (injected)"}, s.cfg.RetryAfterIn)
+		ev(http.StatusInternalServerError, "injected 500")
+		return nil, "", ev, false
+	case FaultSchema:
+		s.countError(string(FaultSchema))
+		d.fail(w, failure{kind: failSchema}, s.cfg.RetryAfterIn)
+		ev(http.StatusBadRequest, "injected schema rejection")
+		return nil, "", ev, false
+	}
+	return entry, fault, ev, true
 }
 
 func (s *Server) countRequest(api string) {
