@@ -8,7 +8,8 @@
 #      the real genai SDK;
 #   3. `qagen generate --use-celery` chunks the English and Japanese sample
 #      corpora locally, sends one task per chunk, collects and writes the
-#      Python system's output files under demo_output/;
+#      Python system's output files under demo_output/ (the Japanese run
+#      with the embedding coverage analysis);
 #   4. an unmodified Python Celery client sends chunks the way
 #      a02_make_qa_para.py does and reads the results straight from Redis;
 #   5. the operator tools (qagen status, inspect, queues, call) look at it;
@@ -57,8 +58,9 @@ echo "--- --input-file testdata/corpus/md (English Markdown; language detected p
 bin/qagen generate --input-file testdata/corpus/md --use-celery --queue "$QUEUE" --celery-workers 8 \
   --output "$OUT/a02" --simple-output-dir "$OUT" -l warning 2>&1 | sed 's/^/   /'
 echo "--- --dataset wikipedia_ja (the Python system's preprocessed CSV, Japanese, first 4 documents)"
+echo "    with --analyze-coverage: chunks and pairs embedded, each chunk scored by its closest pair"
 bin/qagen generate --dataset wikipedia_ja --input-dir testdata/corpus/OUTPUT --max-docs 4 --use-celery --queue "$QUEUE" \
-  --celery-workers 8 --output "$OUT/a02" --simple-output-dir "$OUT" -l warning 2>&1 | sed 's/^/   /'
+  --celery-workers 8 --output "$OUT/a02" --simple-output-dir "$OUT" --analyze-coverage -l warning 2>&1 | sed 's/^/   /'
 echo "   $OUT/a02_qa_pairs_wikipedia_ja.csv (what downstream tools read):"
 "$PYTHON" - "$OUT/a02_qa_pairs_wikipedia_ja.csv" <<'PY'
 import csv, sys
@@ -69,7 +71,7 @@ print("     (%d pairs)" % (len(rows) - 1))
 PY
 
 echo "==> the Python producer's calls (unmodified Celery 5 client) -> Go worker -> Gemini API"
-if "$PYTHON" -c 'import celery, redis' 2>/dev/null; then
+if "$PYTHON" -I -c 'from celery import Celery; import redis' 2>/dev/null; then
   "$PYTHON" testdata/python/demo_qa.py
 else
   echo "   $PYTHON has no celery (apt-get install python3-celery); sending one chunk with qagen call instead"
