@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/qagen/qagen/internal/testenv"
 )
@@ -181,7 +182,7 @@ func TestGeneratePythonWorker(t *testing.T) {
 			t.Fatalf("csv row %v", row)
 		}
 	}
-	if n := strings.Count(py.log(), "Task celery_tasks.generate_qa_unified_async["); n < 2*o.manifest.Chunks {
+	if n := strings.Count(py.Log(), "Task celery_tasks.generate_qa_unified_async["); n < 2*o.manifest.Chunks {
 		t.Errorf("the Python worker logged %d received/succeeded lines for %d tasks", n, o.manifest.Chunks)
 	}
 
@@ -192,7 +193,7 @@ func TestGeneratePythonWorker(t *testing.T) {
 	}
 	ob := readOutputs(t, filepath.Join(dir, "batch"), "custom_upload", "")
 	checkComplete(t, ob, o.manifest.Chunks)
-	if len(ob.manifest.Units) >= len(o.manifest.Units) || !strings.Contains(py.log(), "Task celery_tasks.generate_qa_for_batch_async[") {
+	if len(ob.manifest.Units) >= len(o.manifest.Units) || !strings.Contains(py.Log(), "Task celery_tasks.generate_qa_for_batch_async[") {
 		t.Errorf("%d batch units for %d chunks", len(ob.manifest.Units), o.manifest.Chunks)
 	}
 }
@@ -258,7 +259,7 @@ func TestGenerateFailuresAndResume(t *testing.T) {
 	}
 
 	// The provider recovers (a worker on a healthy fake, the same queue).
-	if err := w.stop(); err != nil {
+	if err := w.Stop(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	good := startFake(t, "good")

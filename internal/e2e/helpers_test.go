@@ -1,21 +1,17 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,40 +30,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
 	// The tests mostly wait for processes; run them all at once.
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
-	if !parallelSet {
-		_ = flag.Set("test.parallel", "8")
-	}
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	wd, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	moduleRoot = filepath.Clean(filepath.Join(wd, "..", ".."))
-	corpusDir = filepath.Join(moduleRoot, "testdata", "corpus")
-	pyDir = filepath.Join(moduleRoot, "testdata", "python")
-	tmp, err := os.MkdirTemp("", "qagen-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	qagenBin = filepath.Join(tmp, "qagen")
-	build := exec.Command("go", "build", "-o", qagenBin, "./cmd/qagen")
-	build.Dir = moduleRoot
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: go build ./cmd/qagen:", err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(testenv.MainWithQagen(m, "e2e", 8, false, func(bin, root string) {
+		qagenBin, moduleRoot = bin, root
+		corpusDir = filepath.Join(root, "testdata", "corpus")
+		pyDir = filepath.Join(root, "testdata", "python")
+	}))
 }
 
 // env is one test's Redis setup: database testenv.DBE2E, a queue and a
@@ -110,104 +78,12 @@ func geminiAt(addr string) []string {
 // ---------------------------------------------------------------------------
 // Background processes
 
-type proc struct {
-	t       testing.TB
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	exitErr error
-	once    sync.Once
-}
+// proc is a background process of a test (see testenv.Proc).
+type proc = testenv.Proc
 
 func startProc(t testing.TB, name, dir string, environ []string, argv ...string) *proc {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir, cmd.Env = dir, environ
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = procAttr()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{t: t, name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.exitErr = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if err := p.stop(); err != nil {
-			t.Errorf("%s exited with %v", name, err)
-		}
-		if t.Failed() {
-			t.Logf("---- log of %s ----\n%s---- end of %s ----", name, p.log(), name)
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM (a warm shutdown) and waits; after 30 s the process
-// group is killed and the test fails.
-func (p *proc) stop() error {
-	p.once.Do(func() {
-		select {
-		case <-p.done:
-			return
-		default:
-		}
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(30 * time.Second):
-			p.t.Errorf("%s did not stop within 30 s; killing it", p.name)
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	<-p.done
-	return p.exitErr
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) log() string {
-	b, _ := os.ReadFile(p.logPath)
-	return string(b)
-}
-
-// waitLog waits until the log has a line containing s.
-func (p *proc) waitLog(t testing.TB, s string, timeout time.Duration) string {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		sc := bufio.NewScanner(strings.NewReader(p.log()))
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), s) {
-				return sc.Text()
-			}
-		}
-		if p.exited() {
-			t.Fatalf("%s exited (%v) before logging %q:\n%s", p.name, p.exitErr, s, p.log())
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not log %q within %s:\n%s", p.name, s, timeout, p.log())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testenv.StartProc(t, name, dir, environ, argv...)
 }
 
 // fakeLLM is a `qagen fake-llm` process on a port the kernel picked.
@@ -220,7 +96,7 @@ func startFake(t *testing.T, tag string, flags ...string) *fakeLLM {
 	t.Helper()
 	argv := append([]string{qagenBin, "fake-llm", "--addr", "127.0.0.1:0", "--log-format", "json"}, flags...)
 	p := startProc(t, "fake-llm-"+tag, moduleRoot, cleanEnv(), argv...)
-	line := p.waitLog(t, `"fake LLM API listening"`, 15*time.Second)
+	line := p.WaitLog(t, `"fake LLM API listening"`, 15*time.Second)
 	var l struct {
 		Addr string `json:"addr"`
 	}
@@ -257,7 +133,7 @@ func (e *env) startWorker(t *testing.T, tag string, environ []string, flags ...s
 		"-Q", e.queue, "-n", "e2e_" + tag + "_" + uuid.NewString()[:8] + "@%h", "-c", "4", "--log-format", "json",
 		"--qa-retry-delay", "0.05"}, flags...)
 	p := startProc(t, "worker-"+tag, moduleRoot, cleanEnv(environ...), argv...)
-	p.waitLog(t, `"worker ready"`, 15*time.Second)
+	p.WaitLog(t, `"worker ready"`, 15*time.Second)
 	return p
 }
 
@@ -271,7 +147,7 @@ func (e *env) startPyWorker(t *testing.T) *proc {
 	p := startProc(t, "py-worker", pyDir, environ, testenv.Python, "-m", "celery", "-A", "qa_standin", "worker",
 		"-Q", e.queue, "-n", "py_e2e_"+uuid.NewString()[:8]+"@%h", "-l", "info",
 		"--without-mingle", "--without-gossip", "--without-heartbeat", "-P", "solo", "-c", "1")
-	p.waitLog(t, " ready.", 30*time.Second)
+	p.WaitLog(t, " ready.", 30*time.Second)
 	return p
 }
 

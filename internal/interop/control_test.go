@@ -372,8 +372,8 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 			if want := map[string]int{"qagen.add": 3, "qagen.echo": 2}; !jsonEqual([]byte(mustJSON(s.Total)), []byte(mustJSON(want))) {
 				t.Errorf("total %v, want %v", s.Total, want)
 			}
-			if s.PID != w.cmd.Process.Pid {
-				t.Errorf("pid %d, want the worker's %d", s.PID, w.cmd.Process.Pid)
+			if s.PID != w.Cmd.Process.Pid {
+				t.Errorf("pid %d, want the worker's %d", s.PID, w.Cmd.Process.Pid)
 			}
 			if s.Clock == "" || s.Uptime == nil || s.PrefetchCount != 2*concurrency || len(s.Rusage) == 0 {
 				t.Errorf("clock %q, uptime %v, prefetch_count %d (want %d), rusage %v", s.Clock, s.Uptime,
@@ -587,7 +587,7 @@ func TestGoAndPythonWorkersTogether(t *testing.T) {
 	py := startProc(t, "py-worker-mixed", pyDir, e.pyEnv(), testenv.Python, "-m", "celery", "-A", "pytasks", "worker",
 		"-Q", pyQueue, "-n", pyName+"@%h", "-l", "info", "--without-gossip", "--without-heartbeat",
 		"-P", "threads", "-c", "2")
-	py.waitLog(t, " ready.", 30*time.Second)
+	py.WaitLog(t, " ready.", 30*time.Second)
 
 	t.Run("StatsSum", func(t *testing.T) {
 		var out struct {
@@ -611,7 +611,7 @@ func TestGoAndPythonWorkersTogether(t *testing.T) {
 	})
 
 	t.Run("MingleTakesGoRevoked", func(t *testing.T) {
-		if !strings.Contains(py.log(), "mingle: sync with 1 nodes") {
+		if !strings.Contains(py.Log(), "mingle: sync with 1 nodes") {
 			t.Errorf("the Python worker's mingle did not sync with the Go worker")
 		}
 		var sent struct {
@@ -763,7 +763,7 @@ func TestRevokeFromPython(t *testing.T) {
 		}
 		e.control(t, 30*time.Second, &rev, "control", host, "revoke", mustJSON([]string{id}))
 		expectReply(t, "revoke", rev.Replies, host, fmt.Sprintf(`{"ok": "tasks %s flagged as revoked"}`, id))
-		if err := w1.stop(30 * time.Second); err != nil {
+		if err := w1.Stop(30 * time.Second); err != nil {
 			t.Fatalf("first worker: %v", err)
 		}
 		if data, err := os.ReadFile(db); err != nil || !strings.Contains(string(data), id) {
@@ -1083,9 +1083,9 @@ func TestEventsSeenByPython(t *testing.T) {
 	s := e.startScript(t, 90*time.Second, "control.py", "events", host, "sigterm")
 	s.next(t, 30*time.Second) // {"ready": true}: the receiver listens
 	w := e.startGoWorkerAs(t, "events", goWorkerOpts{hostname: host}, 2, "-E")
-	pid := w.cmd.Process.Pid
+	pid := w.Cmd.Process.Pid
 	s.next(t, 60*time.Second) // {"stop": true}
-	if err := w.stop(30 * time.Second); err != nil {
+	if err := w.Stop(30 * time.Second); err != nil {
 		t.Errorf("worker exit after SIGTERM: %v, want status 0", err)
 	}
 	var out eventsRun
@@ -1214,10 +1214,10 @@ func TestShutdownCommandFromPython(t *testing.T) {
 	var out eventsRun
 	final := s.next(t, 40*time.Second)
 	decodeInto(t, []byte(mustJSON(final)), &out)
-	if err := w.wait(20 * time.Second); err != nil {
+	if err := w.Wait(20 * time.Second); err != nil {
 		t.Errorf("worker exit after broadcast('shutdown'): %v, want status 0", err)
 	}
-	if !strings.Contains(w.log(), "shutdown requested by remote control") || !strings.Contains(w.log(), `"worker stopped"`) {
+	if !strings.Contains(w.Log(), "shutdown requested by remote control") || !strings.Contains(w.Log(), `"worker stopped"`) {
 		t.Errorf("the log does not show a remote shutdown followed by a warm stop")
 	}
 	if !jsonEqual(out.ShutdownReplies, []byte("null")) {
@@ -1226,7 +1226,7 @@ func TestShutdownCommandFromPython(t *testing.T) {
 	if !out.OnlineSeen || out.HeartbeatOnline == nil || !out.AliveBeforeStop {
 		t.Errorf("before the shutdown: online %v, heartbeat %v, alive %v", out.OnlineSeen, out.HeartbeatOnline != nil, out.AliveBeforeStop)
 	} else {
-		checkWorkerEvent(t, *out.HeartbeatOnline, w.cmd.Process.Pid, 0.5)
+		checkWorkerEvent(t, *out.HeartbeatOnline, w.Cmd.Process.Pid, 0.5)
 	}
 	if !out.OfflineSeen || out.AliveAfterOffline {
 		t.Errorf("worker-offline seen %v; State alive after it %v (want false)", out.OfflineSeen, out.AliveAfterOffline)

@@ -6,15 +6,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,55 +30,15 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
 	// The scenarios spend their time waiting (task sleeps, ETAs, visibility
 	// timeouts), so GOMAXPROCS (2 on CI) would serialize them needlessly.
-	parallelSet := false
-	flag.Visit(func(f *flag.Flag) {
-		if f.Name == "test.parallel" {
-			parallelSet = true
-		}
-	})
-	if !parallelSet {
-		_ = flag.Set("test.parallel", "8")
-	}
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	wd, err := os.Getwd()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "interop:", err)
-		return 1
-	}
-	moduleRoot = filepath.Clean(filepath.Join(wd, "..", ".."))
-	if _, err := os.Stat(filepath.Join(moduleRoot, "go.mod")); err != nil {
-		fmt.Fprintf(os.Stderr, "interop: module root not found from %s: %v\n", wd, err)
-		return 1
-	}
-	pyDir = filepath.Join(moduleRoot, "testdata", "python")
-	fixtureDir = filepath.Join(moduleRoot, "testdata", "fixtures")
-	tmp, err := os.MkdirTemp("", "qagen-interop-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "interop:", err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	qagenBin = filepath.Join(tmp, "qagen")
-	args := []string{"build", "-o", qagenBin}
-	if os.Getenv("QAGEN_INTEROP_RACE") == "1" {
-		// Workers built with the race detector; a race fails the test that
-		// ran the worker (see startProc).
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "./cmd/qagen")...)
-	build.Dir = moduleRoot
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "interop: go build ./cmd/qagen:", err)
-		return 1
-	}
-	return m.Run()
+	// QAGEN_INTEROP_RACE=1 builds the workers with the race detector; a
+	// race fails the test that ran the worker.
+	os.Exit(testenv.MainWithQagen(m, "interop", 8, os.Getenv("QAGEN_INTEROP_RACE") == "1", func(bin, root string) {
+		qagenBin, moduleRoot = bin, root
+		pyDir = filepath.Join(root, "testdata", "python")
+		fixtureDir = filepath.Join(root, "testdata", "fixtures")
+	}))
 }
 
 // short returns a short unique suffix.
@@ -127,133 +84,18 @@ func (e *env) pyEnv() []string {
 // ---------------------------------------------------------------------------
 // Processes
 
-// proc is a worker process whose output goes to a log file.
-type proc struct {
-	t       testing.TB
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	exitErr error
-	stopped sync.Once
-	killed  bool // by kill(): a non-zero exit is expected
-}
+// proc is a background process of a test (see testenv.Proc).
+type proc = testenv.Proc
 
 func startProc(t testing.TB, name, dir string, environ []string, argv ...string) *proc {
 	t.Helper()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.Env = environ
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = procAttr()
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{t: t, name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.exitErr = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		if err := p.stop(60 * time.Second); err != nil && !p.killed {
-			t.Errorf("%s exited with %v", p.name, err)
-		}
-		if log := p.log(); strings.Contains(log, "WARNING: DATA RACE") || strings.Contains(log, "panic: ") {
-			t.Errorf("%s logged a data race or a panic", p.name)
-		}
-		if t.Failed() {
-			t.Logf("---- log of %s (%s) ----\n%s---- end of %s ----", p.name, strings.Join(argv, " "), p.log(), p.name)
-		}
-	})
-	return p
-}
-
-// stop sends SIGTERM (a warm shutdown) and waits for the process to exit;
-// after timeout it is killed and the test fails. It returns the exit error
-// (nil for exit status 0).
-func (p *proc) stop(timeout time.Duration) error {
-	p.signal(syscall.SIGTERM)
-	return p.wait(timeout)
-}
-
-// wait waits for the process to exit (after signals sent with signal);
-// after timeout it is killed and the test fails.
-func (p *proc) wait(timeout time.Duration) error {
-	p.stopped.Do(func() {
-		select {
-		case <-p.done:
-		case <-time.After(timeout):
-			p.t.Errorf("%s did not exit within %s; killing it", p.name, timeout)
-			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-	})
-	<-p.done
-	return p.exitErr
-}
-
-// signal sends sig without waiting (e.g. a second SIGTERM: cold shutdown).
-func (p *proc) signal(sig syscall.Signal) {
-	if !p.exited() {
-		_ = p.cmd.Process.Signal(sig)
-	}
-}
-
-// kill SIGKILLs the process (a crash) and waits for it.
-func (p *proc) kill() {
-	p.stopped.Do(func() {
-		p.killed = true
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	})
-	<-p.done
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-func (p *proc) log() string {
-	b, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read log: %v)\n", err)
-	}
-	return string(b)
+	return testenv.StartProc(t, name, dir, environ, argv...)
 }
 
 // waitFor polls until cond holds, failing the test after timeout.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// waitLog waits until the log contains s (or the process exits).
-func (p *proc) waitLog(t testing.TB, s string, timeout time.Duration) {
-	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%q in the log of %s", s, p.name), func() bool {
-		if p.exited() {
-			t.Fatalf("%s exited (%v) before logging %q", p.name, p.exitErr, s)
-		}
-		return strings.Contains(p.log(), s)
-	})
+	testenv.WaitFor(t, timeout, what, cond)
 }
 
 // ---------------------------------------------------------------------------
@@ -300,7 +142,7 @@ func (e *env) startGoWorkerAs(t *testing.T, tag string, o goWorkerOpts, concurre
 	argv = append(argv, extra...)
 	environ := append(os.Environ(), o.env...)
 	w := &goWorker{proc: startProc(t, "go-worker-"+tag, moduleRoot, environ, argv...), hostname: host}
-	w.waitLog(t, `"worker ready"`, 15*time.Second)
+	w.WaitLog(t, `"worker ready"`, 15*time.Second)
 	return w
 }
 
@@ -318,7 +160,7 @@ type logLine struct {
 
 func (w *goWorker) lines() []logLine {
 	var out []logLine
-	sc := bufio.NewScanner(strings.NewReader(w.log()))
+	sc := bufio.NewScanner(strings.NewReader(w.Log()))
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
 		var l logLine
@@ -372,7 +214,7 @@ func (e *env) startPyWorker(t *testing.T, tag string, o pyOpts) *proc {
 		"--without-mingle", "--without-gossip", "--without-heartbeat",
 	}, o.pool...)
 	p := startProc(t, "py-worker-"+tag, pyDir, append(e.pyEnv(), o.env...), argv...)
-	p.waitLog(t, " ready.", 30*time.Second)
+	p.WaitLog(t, " ready.", 30*time.Second)
 	return p
 }
 
@@ -381,7 +223,7 @@ var pySucceeded = regexp.MustCompile(`Task ([\w.]+)\[([0-9a-f-]{36})\] succeeded
 // pyIDsSucceeded counts, per task id, the "succeeded" lines of a Python worker.
 func pyIDsSucceeded(p *proc) map[string]int {
 	out := map[string]int{}
-	for _, m := range pySucceeded.FindAllStringSubmatch(p.log(), -1) {
+	for _, m := range pySucceeded.FindAllStringSubmatch(p.Log(), -1) {
 		out[m[2]]++
 	}
 	return out

@@ -270,7 +270,7 @@ func TestPythonClientPriorityOrder(t *testing.T) {
 	t.Parallel()
 	// A worker declares the queue, then stops, so the messages wait.
 	first := e.startGoWorker(t, "prio-declare", 1)
-	if err := first.stop(30 * time.Second); err != nil {
+	if err := first.Stop(30 * time.Second); err != nil {
 		t.Fatalf("first worker exited with %v", err)
 	}
 	const n = 4
@@ -427,7 +427,7 @@ func TestGoProducerToPythonWorker(t *testing.T) {
 		}
 		// The worker logs the failure just after storing it.
 		waitFor(t, 5*time.Second, "the Python worker to log ValueError: boom", func() bool {
-			return strings.Contains(pw.log(), "ValueError: boom")
+			return strings.Contains(pw.Log(), "ValueError: boom")
 		})
 	})
 }
@@ -540,12 +540,12 @@ func testShutdownGivesUpRunning(t *testing.T, cold bool) {
 	ids := sent.IDs[0]
 	waitFor(t, 10*time.Second, "worker A to start its tasks", func() bool { return len(a.idsWith("received")) == running })
 	time.Sleep(500 * time.Millisecond)
-	a.signal(syscall.SIGTERM)
+	a.Signal(syscall.SIGTERM)
 	if cold {
 		time.Sleep(200 * time.Millisecond)
-		a.signal(syscall.SIGTERM)
+		a.Signal(syscall.SIGTERM)
 	}
-	if err := a.wait(30 * time.Second); err != nil {
+	if err := a.Wait(30 * time.Second); err != nil {
 		t.Errorf("worker A exited with %v", err)
 	}
 	if cold && len(a.messages("cold shutdown: restoring every unfinished message now")) != 1 {
@@ -596,7 +596,7 @@ func TestWarmShutdownHandsOverToPython(t *testing.T) {
 	etaIDs := sent.IDs[0]
 	all := append(append([]string{}, etaIDs...), sent.IDs[1]...)
 	waitFor(t, 10*time.Second, "worker A to take 10 messages", func() bool { return len(a.idsWith("received")) == 10 })
-	if err := a.stop(30 * time.Second); err != nil {
+	if err := a.Stop(30 * time.Second); err != nil {
 		t.Errorf("worker A exited with %v after SIGTERM", err)
 	}
 	pw := e.startPyWorker(t, "handover", pyOpts{pool: []string{"-P", "threads", "-c", "4"}})
@@ -651,7 +651,7 @@ func testWarmShutdown(t *testing.T, e *env, prefetch int) {
 		t.Errorf("%d messages in unacked before SIGTERM, want the %d worker A holds", u, holds)
 	}
 	termAt := time.Now()
-	if err := a.stop(30 * time.Second); err != nil {
+	if err := a.Stop(30 * time.Second); err != nil {
 		t.Errorf("worker A exited with %v after SIGTERM", err)
 	}
 	t.Logf("worker A stopped %s after SIGTERM", time.Since(termAt).Round(time.Millisecond))
@@ -718,7 +718,7 @@ func TestCrashRestoreAfterVisibilityTimeout(t *testing.T) {
 	etaID, ids := sent.IDs[0][0], sent.IDs[1]
 	waitFor(t, 10*time.Second, "worker A to take all 5 messages", func() bool { return len(a.idsWith("received")) == 5 })
 	time.Sleep(500 * time.Millisecond)
-	a.kill()
+	a.Kill()
 	killedAt := time.Now()
 	if q, u, _ := e.brokerCounts(t); u != 5 || q != 0 {
 		t.Fatalf("after the crash: %d queued, %d in unacked; want 0 and the 5 messages A held", q, u)
@@ -782,7 +782,7 @@ func TestCrashRestoredByPythonWorker(t *testing.T) {
 	etaID := sent.IDs[0][0]
 	ids := append([]string{etaID}, sent.IDs[1]...)
 	waitFor(t, 10*time.Second, "worker A to take all 3 messages", func() bool { return len(a.idsWith("received")) == 3 })
-	a.kill()
+	a.Kill()
 	time.Sleep(2500 * time.Millisecond) // past the visibility timeout
 	pw := e.startPyWorker(t, "restorer", pyOpts{env: []string{"QAGEN_IT_VISIBILITY=2"}})
 	var got struct {
@@ -855,8 +855,8 @@ func TestLiveLeaseIsNotRestored(t *testing.T) {
 	for _, l := range b.messages("restored unacknowledged messages older than the visibility timeout") {
 		t.Errorf("worker B restored %d live messages", l.Count)
 	}
-	if strings.Contains(pw.log(), "] received") {
-		t.Errorf("the Python worker restored or received a message A held:\n%s", pw.log())
+	if strings.Contains(pw.Log(), "] received") {
+		t.Errorf("the Python worker restored or received a message A held:\n%s", pw.Log())
 	}
 	e.expectBrokerEmpty(t, 5*time.Second)
 }

@@ -46,10 +46,10 @@ func startFakeLLM(t *testing.T, tag string, flags ...string) *fakeLLM {
 	p := startProc(t, "fake-llm-"+tag, moduleRoot, append(os.Environ(), "FAKE_LLM_API_KEY="), argv...)
 	f := &fakeLLM{proc: p}
 	waitFor(t, 15*time.Second, "fake-llm to listen", func() bool {
-		if p.exited() {
-			t.Fatalf("fake-llm exited (%v) before listening:\n%s", p.exitErr, p.log())
+		if p.Exited() {
+			t.Fatalf("fake-llm exited (%v) before listening:\n%s", p.ExitErr(), p.Log())
 		}
-		sc := bufio.NewScanner(strings.NewReader(p.log()))
+		sc := bufio.NewScanner(strings.NewReader(p.Log()))
 		for sc.Scan() {
 			var l struct {
 				Message string `json:"message"`
@@ -880,7 +880,7 @@ type retryWait struct {
 func qaRetryWaits(t testing.TB, w *goWorker, id string) []retryWait {
 	t.Helper()
 	var out []retryWait
-	sc := bufio.NewScanner(strings.NewReader(w.log()))
+	sc := bufio.NewScanner(strings.NewReader(w.Log()))
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
 		var l struct {

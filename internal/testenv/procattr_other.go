@@ -1,8 +1,8 @@
 //go:build !linux
 
-package e2e
+package testenv
 
 import "syscall"
 
-// procAttr puts a worker in its own process group.
+// procAttr puts a test's process in its own process group.
 func procAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{Setpgid: true} }
