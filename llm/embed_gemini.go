@@ -2,7 +2,6 @@ package llm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -26,16 +25,6 @@ type GeminiEmbedder struct {
 // gemini-embedding-001 with 3072 dimensions unless cfg says otherwise. It
 // does no network I/O; no error contains the key.
 func NewGeminiEmbedder(ctx context.Context, cfg EmbedConfig) (*GeminiEmbedder, error) {
-	if cfg.APIKey == "" {
-		cfg.APIKey = envFirst(EnvGoogleAPIKey, EnvGeminiAPIKey)
-	}
-	if cfg.APIKey == "" {
-		return nil, &Error{Provider: GeminiName, Kind: KindPermanent,
-			Err: fmt.Errorf("%w: set %s (or %s) for Gemini embeddings", ErrNoAPIKey, EnvGoogleAPIKey, EnvGeminiAPIKey)}
-	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = envFirst(EnvGeminiBaseURL)
-	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
@@ -48,16 +37,11 @@ func NewGeminiEmbedder(ctx context.Context, cfg EmbedConfig) (*GeminiEmbedder, e
 	if cfg.Dimensions == 0 && cfg.Model == GeminiEmbeddingModel {
 		cfg.Dimensions = GeminiEmbeddingDimensions
 	}
-	client, err := genai.NewClient(ctx, &genai.ClientConfig{
-		APIKey:      cfg.APIKey,
-		Backend:     genai.BackendGeminiAPI,
-		HTTPClient:  recordingClient(cfg.HTTPClient),
-		HTTPOptions: genai.HTTPOptions{BaseURL: cfg.BaseURL},
-	})
+	client, key, err := newGeminiClient(ctx, cfg.APIKey, cfg.BaseURL, cfg.HTTPClient, " for Gemini embeddings")
 	if err != nil {
-		return nil, &Error{Provider: GeminiName, Kind: KindPermanent, Err: errors.New(redact(err.Error(), cfg.APIKey))}
+		return nil, err
 	}
-	return &GeminiEmbedder{client: client, key: cfg.APIKey, model: cfg.Model, dims: cfg.Dimensions,
+	return &GeminiEmbedder{client: client, key: key, model: cfg.Model, dims: cfg.Dimensions,
 		timeout: cfg.Timeout, b: cfg.batcher(GeminiName)}, nil
 }
 

@@ -3,7 +3,6 @@ package llm
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
@@ -25,16 +24,6 @@ type OpenAIEmbedder struct {
 // base URL from OPENAI_BASE_URL, model text-embedding-3-small unless cfg
 // says otherwise. It does no network I/O.
 func NewOpenAIEmbedder(cfg EmbedConfig) (*OpenAIEmbedder, error) {
-	if cfg.APIKey == "" {
-		cfg.APIKey = envFirst(EnvOpenAIAPIKey)
-	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = envFirst(EnvOpenAIBaseURL)
-	}
-	if cfg.APIKey == "" && isOpenAIHost(cfg.BaseURL) {
-		return nil, &Error{Provider: OpenAIName, Kind: KindPermanent,
-			Err: fmt.Errorf("%w: set %s (or %s for a server that needs none) for OpenAI embeddings", ErrNoAPIKey, EnvOpenAIAPIKey, EnvOpenAIBaseURL)}
-	}
 	if cfg.Dimensions < 0 {
 		return nil, &Error{Provider: OpenAIName, Kind: KindPermanent, Err: fmt.Errorf("embedding dimensions %d", cfg.Dimensions)}
 	}
@@ -44,12 +33,11 @@ func NewOpenAIEmbedder(cfg EmbedConfig) (*OpenAIEmbedder, error) {
 	if cfg.Model == "" {
 		cfg.Model = OpenAIEmbeddingModel
 	}
-	oc := openai.DefaultConfig(cfg.APIKey)
-	if cfg.BaseURL != "" {
-		oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	client, key, err := newOpenAIClient(cfg.APIKey, cfg.BaseURL, cfg.HTTPClient, " for OpenAI embeddings")
+	if err != nil {
+		return nil, err
 	}
-	oc.HTTPClient = recordingClient(cfg.HTTPClient)
-	return &OpenAIEmbedder{client: openai.NewClientWithConfig(oc), key: cfg.APIKey, model: cfg.Model, dims: cfg.Dimensions,
+	return &OpenAIEmbedder{client: client, key: key, model: cfg.Model, dims: cfg.Dimensions,
 		timeout: cfg.Timeout, b: cfg.batcher(OpenAIName)}, nil
 }
 

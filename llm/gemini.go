@@ -58,33 +58,45 @@ type Gemini struct {
 // key is a KindPermanent *Error wrapping ErrNoAPIKey; no error ever
 // contains the key.
 func NewGemini(ctx context.Context, cfg GeminiConfig) (*Gemini, error) {
-	if cfg.APIKey == "" {
-		cfg.APIKey = envFirst(EnvGoogleAPIKey, EnvGeminiAPIKey)
-	}
-	if cfg.APIKey == "" {
-		return nil, &Error{Provider: GeminiName, Kind: KindPermanent,
-			Err: fmt.Errorf("%w: set %s (or %s)", ErrNoAPIKey, EnvGoogleAPIKey, EnvGeminiAPIKey)}
-	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = envFirst(EnvGeminiBaseURL)
-	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.Model == "" {
 		cfg.Model = GeminiDefaultModel
 	}
+	client, key, err := newGeminiClient(ctx, cfg.APIKey, cfg.BaseURL, cfg.HTTPClient, "")
+	if err != nil {
+		return nil, err
+	}
+	return &Gemini{client: client, key: key, model: cfg.Model, timeout: cfg.Timeout}, nil
+}
+
+// newGeminiClient builds a genai client for the Gemini API, with the key
+// from GOOGLE_API_KEY (or GEMINI_API_KEY) and the base URL from
+// GOOGLE_GEMINI_BASE_URL when not given; purpose ends the missing-key
+// message. It returns the key in use, for redaction.
+func newGeminiClient(ctx context.Context, key, baseURL string, hc *http.Client, purpose string) (*genai.Client, string, error) {
+	if key == "" {
+		key = envFirst(EnvGoogleAPIKey, EnvGeminiAPIKey)
+	}
+	if key == "" {
+		return nil, "", &Error{Provider: GeminiName, Kind: KindPermanent,
+			Err: fmt.Errorf("%w: set %s (or %s)%s", ErrNoAPIKey, EnvGoogleAPIKey, EnvGeminiAPIKey, purpose)}
+	}
+	if baseURL == "" {
+		baseURL = envFirst(EnvGeminiBaseURL)
+	}
 	client, err := genai.NewClient(ctx, &genai.ClientConfig{
-		APIKey:      cfg.APIKey,
+		APIKey:      key,
 		Backend:     genai.BackendGeminiAPI,
-		HTTPClient:  recordingClient(cfg.HTTPClient),
-		HTTPOptions: genai.HTTPOptions{BaseURL: cfg.BaseURL},
+		HTTPClient:  recordingClient(hc),
+		HTTPOptions: genai.HTTPOptions{BaseURL: baseURL},
 	})
 	if err != nil {
 		// The SDK prints its whole config, key included, in some errors.
-		return nil, &Error{Provider: GeminiName, Kind: KindPermanent, Err: errors.New(redact(err.Error(), cfg.APIKey))}
+		return nil, "", &Error{Provider: GeminiName, Kind: KindPermanent, Err: errors.New(redact(err.Error(), key))}
 	}
-	return &Gemini{client: client, key: cfg.APIKey, model: cfg.Model, timeout: cfg.Timeout}, nil
+	return client, key, nil
 }
 
 // Name implements Provider.

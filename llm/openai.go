@@ -56,28 +56,40 @@ type OpenAI struct {
 
 // NewOpenAI builds an OpenAI provider. It does no network I/O.
 func NewOpenAI(cfg OpenAIConfig) (*OpenAI, error) {
-	if cfg.APIKey == "" {
-		cfg.APIKey = envFirst(EnvOpenAIAPIKey)
-	}
-	if cfg.BaseURL == "" {
-		cfg.BaseURL = envFirst(EnvOpenAIBaseURL)
-	}
-	if cfg.APIKey == "" && isOpenAIHost(cfg.BaseURL) {
-		return nil, &Error{Provider: OpenAIName, Kind: KindPermanent,
-			Err: fmt.Errorf("%w: set %s (or %s for a server that needs none)", ErrNoAPIKey, EnvOpenAIAPIKey, EnvOpenAIBaseURL)}
-	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
 	}
 	if cfg.Model == "" {
 		cfg.Model = OpenAIDefaultModel
 	}
-	oc := openai.DefaultConfig(cfg.APIKey)
-	if cfg.BaseURL != "" {
-		oc.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	client, key, err := newOpenAIClient(cfg.APIKey, cfg.BaseURL, cfg.HTTPClient, "")
+	if err != nil {
+		return nil, err
 	}
-	oc.HTTPClient = recordingClient(cfg.HTTPClient)
-	return &OpenAI{client: openai.NewClientWithConfig(oc), key: cfg.APIKey, model: cfg.Model, timeout: cfg.Timeout}, nil
+	return &OpenAI{client: client, key: key, model: cfg.Model, timeout: cfg.Timeout}, nil
+}
+
+// newOpenAIClient builds a go-openai client, with the key from
+// OPENAI_API_KEY and the base URL from OPENAI_BASE_URL when not given. A
+// key is required only by OpenAI's own host; purpose ends the missing-key
+// message. It returns the key in use, for redaction.
+func newOpenAIClient(key, baseURL string, hc *http.Client, purpose string) (*openai.Client, string, error) {
+	if key == "" {
+		key = envFirst(EnvOpenAIAPIKey)
+	}
+	if baseURL == "" {
+		baseURL = envFirst(EnvOpenAIBaseURL)
+	}
+	if key == "" && isOpenAIHost(baseURL) {
+		return nil, "", &Error{Provider: OpenAIName, Kind: KindPermanent,
+			Err: fmt.Errorf("%w: set %s (or %s for a server that needs none)%s", ErrNoAPIKey, EnvOpenAIAPIKey, EnvOpenAIBaseURL, purpose)}
+	}
+	oc := openai.DefaultConfig(key)
+	if baseURL != "" {
+		oc.BaseURL = strings.TrimRight(baseURL, "/")
+	}
+	oc.HTTPClient = recordingClient(hc)
+	return openai.NewClientWithConfig(oc), key, nil
 }
 
 func isOpenAIHost(base string) bool {
