@@ -76,6 +76,10 @@ type Config struct {
 	// TimeLimit and SoftTimeLimit are the defaults; 0 means none.
 	TimeLimit     time.Duration
 	SoftTimeLimit time.Duration
+	// RateLimits set Celery's per-worker rate_limit of registered tasks by
+	// name ("10/s", "100/m"), over what the registration says, as Celery's
+	// task_annotations do.
+	RateLimits map[string]string
 	// VisibilityTimeout must match the broker's; it sets the lease refresh
 	// interval (a quarter of it) unless LeaseInterval is given.
 	VisibilityTimeout time.Duration
@@ -268,6 +272,14 @@ func New(cfg Config, reg *Registry, b Broker, results ResultStore) (*Worker, err
 			if err := w.rates.set(name, spec); err != nil {
 				return nil, fmt.Errorf("worker: task %s: %w", name, err)
 			}
+		}
+	}
+	for name, spec := range cfg.RateLimits {
+		if reg.lookup(name) == nil {
+			return nil, fmt.Errorf("worker: rate limit for %s: no such task is registered", name)
+		}
+		if err := w.rates.set(name, spec); err != nil {
+			return nil, fmt.Errorf("worker: task %s: %w", name, err)
 		}
 	}
 	revoked, err := newRevokedSet(cfg.StateDB)

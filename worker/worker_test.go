@@ -866,3 +866,31 @@ func TestSnoozeIsNotARetry(t *testing.T) {
 	}
 	h.eventually("acked", func() bool { return h.unacked() == 0 })
 }
+
+// TestConfiguredRateLimits: Config.RateLimits (qagen worker
+// --task-rate-limit, Celery's task_annotations) limits a registered task
+// by name; a name nobody registered is an error at start.
+func TestConfiguredRateLimits(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, func(c *worker.Config) { c.RateLimits = map[string]string{"qagen.echo": "1/s"} })
+	h.start()
+	first, second := h.send("qagen.echo", []any{1}, producer.Options{}), h.send("qagen.echo", []any{2}, producer.Options{})
+	h.result(first)
+	h.eventually("second reserved", func() bool { return len(h.w.Reserved()) == 1 })
+	if h.meta(second) != nil {
+		t.Fatal("second task ran before its token")
+	}
+	h.clock.Advance(time.Second)
+	if m := h.result(second); string(m.Result) != "2" {
+		t.Fatalf("second: %s", m.Result)
+	}
+
+	bad := newHarness(t, func(c *worker.Config) { c.RateLimits = map[string]string{"no.such.task": "1/s"} })
+	if _, err := worker.New(bad.cfg, bad.reg, bad.broker, bad.backend); err == nil || !strings.Contains(err.Error(), "no.such.task") {
+		t.Errorf("unknown task: %v", err)
+	}
+	bad = newHarness(t, func(c *worker.Config) { c.RateLimits = map[string]string{"qagen.echo": "fast"} })
+	if _, err := worker.New(bad.cfg, bad.reg, bad.broker, bad.backend); err == nil {
+		t.Error("bad rate limit string accepted")
+	}
+}

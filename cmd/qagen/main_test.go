@@ -102,3 +102,15 @@ func TestLogger(t *testing.T) {
 		t.Fatal("Celery level names not mapped")
 	}
 }
+
+func TestParseTaskRateLimits(t *testing.T) {
+	got, err := parseTaskRateLimits([]string{"celery_tasks.generate_qa_unified_async=50/m", " qagen.echo = 10/s "})
+	if err != nil || len(got) != 2 || got["celery_tasks.generate_qa_unified_async"] != "50/m" || got["qagen.echo"] != "10/s" {
+		t.Fatalf("%v %v", got, err)
+	}
+	for _, bad := range []string{"qagen.echo", "=10/s", "qagen.echo="} {
+		if _, err := parseTaskRateLimits([]string{bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -70,6 +70,7 @@ func workerCommand() *cli.Command {
 			&cli.StringFlag{Name: "llm-limits", Usage: "JSON file of limits: {\"provider/model\": {\"rpm\": N, \"tpm\": N, \"burst_seconds\": S}}", EnvVars: []string{"QAGEN_LLM_LIMITS"}},
 			&cli.Float64Flag{Name: "llm-wait-in-place", Usage: "longest rate-limit wait taken inside a task slot, in seconds; longer waits re-schedule the task", Value: 5},
 			&cli.BoolFlag{Name: "no-llm-limit", Usage: "do not pace LLM calls (each worker sends as fast as its slots allow)"},
+			&cli.StringSliceFlag{Name: "task-rate-limit", Usage: "Celery's per-worker rate_limit of a task, TASK=SPEC (e.g. celery_tasks.generate_qa_unified_async=50/m); repeatable, like task_annotations"},
 			&cli.StringFlag{Name: "cpu-profile", Usage: "write a Go CPU profile to this file (diagnostics)", Hidden: true},
 			&cli.StringFlag{Name: "default-queue", Usage: "queue for follow-up tasks whose options name none", Value: d.DefaultQueue},
 		},
@@ -183,8 +184,13 @@ func runWorker(c *cli.Context) error {
 		Provider: providers.Get, DefaultProvider: llm.ResolveName(""), ForceProvider: force,
 		MaxRetries: c.Int("qa-max-retries"), BaseDelay: secondsFlag(c.Float64("qa-retry-delay")), Logger: log,
 	})
+	rateLimits, err := parseTaskRateLimits(c.StringSlice("task-rate-limit"))
+	if err != nil {
+		return err
+	}
 	w, err := worker.New(worker.Config{
-		Queues: cfg.Queues, Concurrency: cfg.Concurrency, PrefetchMultiplier: cfg.PrefetchMultiplier,
+		RateLimits: rateLimits,
+		Queues:     cfg.Queues, Concurrency: cfg.Concurrency, PrefetchMultiplier: cfg.PrefetchMultiplier,
 		Hostname: nodename, AcksLate: cfg.AcksLate, TimeLimit: cfg.TimeLimit, SoftTimeLimit: cfg.SoftTimeLimit,
 		VisibilityTimeout: cfg.VisibilityTimeout, ShutdownGrace: cfg.ShutdownGrace,
 		RestoreInterval:   secondsFlag(c.Float64("restore-interval")),
@@ -300,6 +306,20 @@ func brokerInfo(o rdb.Options, cfg config.Worker) worker.BrokerInfo {
 		opts["global_keyprefix"] = cfg.KeyPrefix
 	}
 	return worker.BrokerInfo{Hostname: host, Port: port, UserID: o.Username, VirtualHost: strconv.Itoa(o.DB), SSL: o.TLS, TransportOptions: opts}
+}
+
+// parseTaskRateLimits reads --task-rate-limit TASK=SPEC values.
+func parseTaskRateLimits(values []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range values {
+		name, spec, ok := strings.Cut(v, "=")
+		name, spec = strings.TrimSpace(name), strings.TrimSpace(spec)
+		if !ok || name == "" || spec == "" {
+			return nil, fmt.Errorf("--task-rate-limit %q: want TASK=SPEC, e.g. celery_tasks.generate_qa_unified_async=50/m", v)
+		}
+		out[name] = spec
+	}
+	return out, nil
 }
 
 // secondsFlag turns a seconds flag into a duration; 0 stays 0.
