@@ -15,8 +15,9 @@ import (
 )
 
 // LocalExecutor runs the Q&A tasks in this process on a bounded pool of
-// goroutines — no broker needed. Retries follow the tasks' own schedule:
-// a unit waiting for its retry holds no slot.
+// goroutines — no broker needed. Retries follow the tasks' own schedule,
+// and so do snoozes (the rate limiter's "come back later", not counted as
+// attempts): a unit waiting for either holds no slot.
 type LocalExecutor struct {
 	QA          *tasks.QA
 	Concurrency int
@@ -78,12 +79,15 @@ func (e *LocalExecutor) Run(ctx context.Context, units []*Unit, done func(*Unit)
 						if runCtx.Err() != nil {
 							return
 						}
-						a.u.Attempts++
-						if e.Progress != nil {
-							e.Progress(a.u)
+						next := attempt{u: a.u, retries: a.retries}
+						if !worker.IsSnooze(err) { // a snooze waits for budget: not an attempt
+							next.retries++
+							a.u.Attempts++
+							if e.Progress != nil {
+								e.Progress(a.u)
+							}
 						}
 						timers.Add(1)
-						next := attempt{u: a.u, retries: a.retries + 1}
 						t := time.AfterFunc(retry.Countdown, func() {
 							defer timers.Done()
 							select {

@@ -21,6 +21,7 @@ import (
 	"github.com/qagen/qagen/internal/testenv"
 	"github.com/qagen/qagen/llm"
 	"github.com/qagen/qagen/producer"
+	"github.com/qagen/qagen/ratelimit"
 	"github.com/qagen/qagen/tasks"
 	"github.com/qagen/qagen/worker"
 )
@@ -464,5 +465,45 @@ func TestCeleryExecutorStall(t *testing.T) {
 	n, err := e.broker.QueueLength(ctx, e.queue)
 	if err != nil || n != 2 {
 		t.Errorf("queue holds %d messages (%v)", n, err)
+	}
+}
+
+// TestLocalExecutorPaced: in-process runs are paced by a limiter on a
+// MemoryStore; a unit the budget cannot serve soon is snoozed (it holds no
+// slot and its retries are not spent) and completes later.
+func TestLocalExecutorPaced(t *testing.T) {
+	s := newScript()
+	store := ratelimit.NewMemoryStore()
+	store.Window = 0 // plain GCRA: 600/min, no burst: one call per 100 ms
+	lim := ratelimit.New(ratelimit.Config{Store: store, Local: ratelimit.Table{{Provider: "scripted", Model: "*"}: {RPM: 600, BurstSeconds: 0.1}},
+		MaxInPlace: 150 * time.Millisecond, Logger: zerolog.Nop()})
+	qa := tasks.NewQA(tasks.QAConfig{
+		Provider:   func(context.Context, string) (llm.Provider, error) { return s, nil },
+		MaxRetries: 0, Jitter: func() float64 { return 0 }, Logger: zerolog.Nop(), Limiter: lim,
+	})
+	rec := &recorder{}
+	exec := &producer.LocalExecutor{QA: qa, Concurrency: 8, Provider: "scripted", Progress: rec.onRetry, Log: zerolog.Nop()}
+	var units []*producer.Unit
+	for i := range 8 {
+		units = append(units, unitOf(fmt.Sprintf("u%d", i)))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := exec.Run(ctx, units, rec.onDone); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range units {
+		if u.State != producer.StateSucceeded || u.Attempts != 0 {
+			t.Errorf("%s: %s after %d attempts (%s)", u.ChunkIDs[0], u.State, u.Attempts, u.Error)
+		}
+	}
+	if len(rec.retries) != 0 {
+		t.Errorf("snoozes reported as retries: %v", rec.retries)
+	}
+	// Eight calls at one per 100 ms, of which at most two (now and a
+	// reserved turn) fit in the 150 ms in place: the rest were snoozed,
+	// yet every unit got exactly one call.
+	if calls := s.callLog(); len(calls) != 8 {
+		t.Errorf("%d calls for 8 units: %v", len(calls), calls)
 	}
 }

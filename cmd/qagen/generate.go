@@ -22,6 +22,7 @@ import (
 	"github.com/qagen/qagen/producer"
 	"github.com/qagen/qagen/producer/chunk"
 	"github.com/qagen/qagen/producer/docs"
+	"github.com/qagen/qagen/ratelimit"
 	"github.com/qagen/qagen/rdb"
 	"github.com/qagen/qagen/tasks"
 )
@@ -65,6 +66,10 @@ func generateCommand() *cli.Command {
 			&cli.BoolFlag{Name: "dry-run", Usage: "chunk, merge and plan without any LLM call; writes chunks_<dataset>_<ts>.jsonl"},
 			&cli.StringFlag{Name: "resume", Usage: "run id or manifest of an earlier run: send again only its failed and missing chunks"},
 			&cli.Float64Flag{Name: "llm-timeout", Usage: "seconds one LLM call (in-process) or one coverage embedding request may take", Value: 90},
+			&cli.IntFlag{Name: "llm-rpm", Usage: "in-process: LLM requests per minute for the provider (default: the model's known limit); Celery workers pace themselves", EnvVars: []string{"QAGEN_LLM_RPM"}},
+			&cli.IntFlag{Name: "llm-tpm", Usage: "in-process: LLM tokens per minute (input + expected output)", EnvVars: []string{"QAGEN_LLM_TPM"}},
+			&cli.StringFlag{Name: "llm-limits", Usage: "in-process: JSON file of limits, as qagen worker --llm-limits", EnvVars: []string{"QAGEN_LLM_LIMITS"}},
+			&cli.BoolFlag{Name: "no-llm-limit", Usage: "in-process: do not pace LLM calls"},
 			&cli.BoolFlag{Name: "analyze-coverage", Usage: "after collection, embed the original chunks and the Q&A pairs and write the coverage analysis (coverage_<dataset>_<ts>.json)"},
 			&cli.Float64Flag{Name: "coverage-threshold", Usage: "similarity a chunk needs to count as covered (default: the dataset's standard level, 0.7 for uploads); the strict/standard/lenient block keeps the dataset's levels"},
 			&cli.StringFlag{Name: "embedding-provider", Usage: "gemini, openai or offline (default: the --provider resolution; offline when it has no API key)", EnvVars: []string{llm.EnvEmbeddingProvider}},
@@ -266,6 +271,28 @@ func modeName(s *producer.Settings) string {
 	return "in-process"
 }
 
+// localLimiter paces in-process LLM calls (there is no fleet to share a
+// budget with, so the store is in memory): --llm-rpm/--llm-tpm for the
+// provider, else a --llm-limits file, else the models' known limits.
+func localLimiter(c *cli.Context, provider string, log zerolog.Logger) (*ratelimit.Limiter, error) {
+	local := ratelimit.Table{}
+	if path := c.String("llm-limits"); path != "" {
+		t, err := ratelimit.LoadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		local = t
+	}
+	rpm, tpm := c.Int("llm-rpm"), c.Int("llm-tpm")
+	if rpm < 0 || tpm < 0 {
+		return nil, fmt.Errorf("--llm-rpm and --llm-tpm must not be negative")
+	}
+	if rpm > 0 || tpm > 0 {
+		local[ratelimit.Key{Provider: provider, Model: "*"}] = ratelimit.Limit{RPM: rpm, TPM: tpm}
+	}
+	return ratelimit.New(ratelimit.Config{Store: ratelimit.NewMemoryStore(), Local: local, Disabled: c.Bool("no-llm-limit"), Logger: log}), nil
+}
+
 // executorFor builds the in-process or the Celery executor; for Celery it
 // runs the Python producer's pre-flight check first.
 func executorFor(ctx context.Context, c *cli.Context, s *producer.Settings, log zerolog.Logger, out io.Writer) (producer.Executor, func(), error) {
@@ -280,7 +307,11 @@ func executorFor(ctx context.Context, c *cli.Context, s *producer.Settings, log 
 			name = "offline"
 		}
 		s.Provider = name
-		qa := tasks.NewQA(tasks.QAConfig{Provider: providers.Get, DefaultProvider: name, Logger: log})
+		limiter, err := localLimiter(c, name, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		qa := tasks.NewQA(tasks.QAConfig{Provider: providers.Get, DefaultProvider: name, Logger: log, Limiter: limiter})
 		return &producer.LocalExecutor{QA: qa, Concurrency: c.Int("concurrency"), Model: s.Model, Provider: name, Log: log}, func() {}, nil
 	}
 	brokerOpts, err := rdb.ParseURL(c.String("broker"))
