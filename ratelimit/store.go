@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sort"
 	"strconv"
 	"time"
 
@@ -286,6 +287,36 @@ func (s *RedisStore) DeleteLimit(ctx context.Context, key Key) error {
 	defer conn.Close()
 	_, err = conn.Do("HDEL", s.limitsKey(), key.String())
 	return err
+}
+
+// ActiveKeys lists the keys that have budget state (spent budget, a
+// pause or a waiting line not yet expired), e.g. every model the fleet
+// has called in the last hour.
+func (s *RedisStore) ActiveKeys(ctx context.Context) ([]Key, error) {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	var keys []Key
+	cursor := "0"
+	for {
+		r, err := redis.Values(conn.Do("SCAN", cursor, "MATCH", s.prefix+"state:*", "COUNT", 500))
+		if err != nil {
+			return nil, err
+		}
+		names, _ := redis.Strings(r[1], nil)
+		for _, n := range names {
+			if k, err := ParseKey(n[len(s.prefix)+len("state:"):]); err == nil {
+				keys = append(keys, k)
+			}
+		}
+		if cursor, _ = redis.String(r[0], nil); cursor == "0" {
+			break
+		}
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+	return keys, nil
 }
 
 // State implements Store.

@@ -335,12 +335,21 @@ func fleetLimits(c *cli.Context, out io.Writer) {
 	}
 	if len(fleet) == 0 {
 		fmt.Fprintln(out, "LLM rate limits: workers' own settings and the defaults (`qagen ratelimit show`)")
+	} else {
+		fmt.Fprintln(out, "LLM rate limits (fleet-wide):")
+		for _, k := range fleet.Keys() {
+			fmt.Fprintf(out, "  %-36s %s\n", k, fleet[k])
+		}
+	}
+	active, err := store.ActiveKeys(c.Context)
+	if err != nil {
 		return
 	}
-	fmt.Fprintln(out, "LLM rate limits (fleet-wide):")
 	now := time.Now()
-	for _, k := range fleet.Keys() {
-		fmt.Fprintf(out, "  %-36s %s%s\n", k, fleet[k], stateNote(c, store, k, now))
+	for _, k := range active {
+		if note := stateNote(c, store, k, now); note != "" {
+			fmt.Fprintf(out, "  %-36s %s\n", k, note[2:])
+		}
 	}
 }
 

@@ -119,7 +119,17 @@ func showLimits(c *cli.Context, out io.Writer) error {
 	}
 	now := time.Now()
 	for _, k := range fleet.Keys() {
-		fmt.Fprintf(out, "  %-36s %s%s\n", k, fleet[k], stateNote(c, store, k, now))
+		fmt.Fprintf(out, "  %-36s %s\n", k, fleet[k])
+	}
+	if active, err := store.ActiveKeys(c.Context); err == nil && len(active) > 0 {
+		fmt.Fprintln(out, "in use (models called in the last hour):")
+		for _, k := range active {
+			note := stateNote(c, store, k, now)
+			if note == "" {
+				note = "; idle"
+			}
+			fmt.Fprintf(out, "  %-36s %s\n", k, note[2:])
+		}
 	}
 	fmt.Fprintln(out, "defaults (first paid tier):")
 	defaults := ratelimit.Table(ratelimit.Defaults)
@@ -127,7 +137,7 @@ func showLimits(c *cli.Context, out io.Writer) error {
 		if _, set := fleet[k]; set {
 			continue
 		}
-		fmt.Fprintf(out, "  %-36s %s%s\n", k, defaults[k], stateNote(c, store, k, now))
+		fmt.Fprintf(out, "  %-36s %s\n", k, defaults[k])
 	}
 	return nil
 }
