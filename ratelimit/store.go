@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -59,6 +60,13 @@ type RedisStore struct {
 	// (default DefaultWindow). Zero paces at the nominal rate, with the
 	// burst on top (plain GCRA).
 	Window time.Duration
+
+	// skew is Redis's clock minus this host's, in nanoseconds, measured
+	// by SyncClock and added to every time the store is given, so that
+	// workers on hosts whose clocks disagree share one timeline.
+	skew atomic.Int64
+	// localNow reads this host's clock (time.Now; tests pretend skew).
+	localNow func() time.Time
 }
 
 // DefaultWindow is the providers' minute plus a margin for the spread of
@@ -78,11 +86,47 @@ func NewRedisStore(pool *redis.Pool, prefix string) *RedisStore {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return &RedisStore{pool: pool, prefix: prefix, Window: DefaultWindow, MaxLine: DefaultMaxLine}
+	return &RedisStore{pool: pool, prefix: prefix, Window: DefaultWindow, MaxLine: DefaultMaxLine, localNow: time.Now}
 }
 
 func (s *RedisStore) stateKey(k Key) string { return s.prefix + "state:" + k.String() }
-func (s *RedisStore) limitsKey() string     { return s.prefix + "limits" }
+
+// SyncClock measures how far Redis's clock is from this host's (the TIME
+// command, halfway through the round trip) and corrects every later time
+// by it: budgets and pauses are then kept on Redis's timeline, whatever
+// the workers' clocks say. Workers call it at start and every few
+// minutes; without it the store trusts the host's clock. It returns the
+// skew measured.
+func (s *RedisStore) SyncClock(ctx context.Context) (time.Duration, error) {
+	conn, err := s.pool.GetContext(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	best := time.Duration(-1)
+	var skew time.Duration
+	for range 3 { // keep the measurement with the shortest round trip
+		before := s.localNow()
+		v, err := redis.Int64s(conn.Do("TIME"))
+		after := s.localNow()
+		if err != nil {
+			return 0, fmt.Errorf("ratelimit: Redis TIME: %w", err)
+		}
+		if len(v) != 2 {
+			return 0, fmt.Errorf("ratelimit: Redis TIME answered %v", v)
+		}
+		server := time.Unix(v[0], v[1]*1000)
+		if rtt := after.Sub(before); best < 0 || rtt < best {
+			best, skew = rtt, server.Sub(before.Add(rtt/2))
+		}
+	}
+	s.skew.Store(int64(skew))
+	return skew, nil
+}
+
+// onRedisClock moves a time of this host's clock onto Redis's.
+func (s *RedisStore) onRedisClock(t time.Time) time.Time { return t.Add(time.Duration(s.skew.Load())) }
+func (s *RedisStore) limitsKey() string                  { return s.prefix + "limits" }
 
 // takeScript is GCRA on two buckets at once. Times are milliseconds.
 // ARGV: now, request interval (0: no request limit), request capacity,
@@ -200,7 +244,7 @@ func (s *RedisStore) Take(ctx context.Context, key Key, limit Limit, tokens int,
 	}
 	defer conn.Close()
 	ri, rcap, ti, tcap := intervals(limit, s.Window)
-	r, err := redis.Int64s(takeScript.Do(conn, s.stateKey(key), f(ms(now)), f(ri), f(rcap),
+	r, err := redis.Int64s(takeScript.Do(conn, s.stateKey(key), f(ms(s.onRedisClock(now))), f(ri), f(rcap),
 		strconv.FormatFloat(ti, 'g', -1, 64), f(tcap), max(tokens, 0), max(reserve.Milliseconds(), 0),
 		s.MaxLine.Milliseconds(), f(rand.Float64())))
 	if err == nil && len(r) != 2 {
@@ -223,7 +267,7 @@ func (s *RedisStore) Adjust(ctx context.Context, key Key, limit Limit, delta int
 		return err
 	}
 	defer conn.Close()
-	_, err = adjustScript.Do(conn, s.stateKey(key), f(ms(now)), f(ti*float64(delta)))
+	_, err = adjustScript.Do(conn, s.stateKey(key), f(ms(s.onRedisClock(now))), f(ti*float64(delta)))
 	return err
 }
 
@@ -234,7 +278,7 @@ func (s *RedisStore) Cooldown(ctx context.Context, key Key, until time.Time) err
 		return err
 	}
 	defer conn.Close()
-	_, err = cooldownScript.Do(conn, s.stateKey(key), f(ms(until)))
+	_, err = cooldownScript.Do(conn, s.stateKey(key), f(ms(s.onRedisClock(until))))
 	return err
 }
 
@@ -330,7 +374,7 @@ func (s *RedisStore) State(ctx context.Context, key Key, now time.Time) (State, 
 	if err != nil && !errors.Is(err, redis.ErrNil) {
 		return State{}, err
 	}
-	n := ms(now)
+	n := ms(s.onRedisClock(now))
 	ahead := func(x float64) time.Duration {
 		if x <= n {
 			return 0

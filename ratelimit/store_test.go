@@ -555,3 +555,41 @@ func TestWaitingLine(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncClock: two workers whose clocks disagree by 10 s share one
+// budget and one pause once each has measured its skew to Redis.
+func TestSyncClock(t *testing.T) {
+	pool, _ := testenv.Redis(t, testenv.DBRateLimit)
+	prefix := testenv.Prefix(t)
+	ctx := context.Background()
+	behind := NewRedisStore(pool, prefix) // a host whose clock is 10 s slow
+	behind.Window, behind.MaxLine = 0, 0
+	behind.localNow = func() time.Time { return time.Now().Add(-10 * time.Second) }
+	right := NewRedisStore(pool, prefix)
+	right.Window, right.MaxLine = 0, 0
+	skew, err := behind.SyncClock(ctx)
+	if err != nil || skew < 9950*msec || skew > 10050*msec {
+		t.Fatalf("skew of the slow host: %s %v, want 10 s", skew, err)
+	}
+	if skew, err := right.SyncClock(ctx); err != nil || skew < -50*msec || skew > 50*msec {
+		t.Fatalf("skew of a host on time: %s %v", skew, err)
+	}
+	lim := Limit{RPM: 60, BurstSeconds: 0.5} // one a second
+	if _, ok, err := behind.Take(ctx, flash, lim, 0, behind.localNow(), 0); err != nil || !ok {
+		t.Fatalf("first call: %v %v", ok, err)
+	}
+	w, ok, err := right.Take(ctx, flash, lim, 0, time.Now(), 0)
+	if err != nil || ok || w < 900*msec || w > time.Second {
+		t.Fatalf("the other host right after: wait %s granted %v %v; want about 1 s", w, ok, err)
+	}
+	mini := Key{"openai", "gpt-4o-mini"}
+	if err := behind.Cooldown(ctx, mini, behind.localNow().Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if w, ok, err := right.Take(ctx, mini, Limit{RPM: 6000}, 0, time.Now(), 0); err != nil || ok || w < 1900*msec || w > 2*time.Second {
+		t.Fatalf("the slow host's pause, seen by the other: wait %s granted %v %v; want about 2 s", w, ok, err)
+	}
+	if st, err := right.State(ctx, mini, time.Now()); err != nil || st.CooldownLeft < 1900*msec {
+		t.Errorf("state: %+v %v", st, err)
+	}
+}

@@ -82,7 +82,9 @@ func limitStore(c *cli.Context) (*ratelimit.RedisStore, func(), error) {
 	}
 	pool := opts.NewPool(rdb.PoolOptions{})
 	b := broker.New(pool, broker.Options{DB: opts.DB, KeyPrefix: c.String("key-prefix")})
-	return ratelimit.NewRedisStore(pool, b.Key(ratelimit.DefaultPrefix)), func() { pool.Close() }, nil
+	store := ratelimit.NewRedisStore(pool, b.Key(ratelimit.DefaultPrefix))
+	_, _ = store.SyncClock(c.Context) // pauses shown on Redis's clock; a failure shows up in the next call
+	return store, func() { pool.Close() }, nil
 }
 
 func limitTarget(c *cli.Context) (ratelimit.Key, *ratelimit.RedisStore, error) {

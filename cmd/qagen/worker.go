@@ -269,6 +269,30 @@ func newLimiter(c *cli.Context, b *broker.Broker, force string, log zerolog.Logg
 		local = t
 	}
 	store := ratelimit.NewRedisStore(b.Pool(), b.Key(ratelimit.DefaultPrefix))
+	// Budgets and pauses live on Redis's clock: hosts whose clocks differ
+	// still share them. Re-measured every few minutes (clocks drift).
+	syncClock := func() {
+		skew, err := store.SyncClock(c.Context)
+		switch {
+		case err != nil:
+			log.Warn().Err(err).Msg("could not compare this host's clock with Redis's; the rate limiter trusts the host's")
+		case skew > 100*time.Millisecond || skew < -100*time.Millisecond:
+			log.Warn().Dur("skew", skew).Msg("this host's clock differs from Redis's; the rate limiter corrects for it")
+		}
+	}
+	syncClock()
+	go func() {
+		tick := time.NewTicker(5 * time.Minute)
+		defer tick.Stop()
+		for {
+			select {
+			case <-c.Context.Done():
+				return
+			case <-tick.C:
+				syncClock()
+			}
+		}
+	}()
 	rpm, tpm := c.Int("llm-rpm"), c.Int("llm-tpm")
 	if rpm < 0 || tpm < 0 {
 		return nil, fmt.Errorf("--llm-rpm and --llm-tpm must not be negative")
