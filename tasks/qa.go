@@ -420,23 +420,52 @@ func chunkIDOf(raw json.RawMessage) string {
 // generate asks for structured output and, when the provider rejects it or
 // the answer does not parse, asks again in plain text and extracts the JSON
 // (the Python worker's fallback).
-func (q *QA) generate(ctx context.Context, j *job, batch bool, usage *Usage) ([]QAPair, error) {
-	texts := make([]string, len(j.chunks))
-	source := make([]llm.SourceChunk, len(j.chunks))
-	for i, c := range j.chunks {
+// request builds the LLM request of a job: one chunk, or several in one
+// batch prompt.
+func request(chunks []chunkInput, counts []int, lang, model string, batch bool) llm.Request {
+	texts := make([]string, len(chunks))
+	source := make([]llm.SourceChunk, len(chunks))
+	for i, c := range chunks {
 		texts[i] = c.Text
-		source[i] = llm.SourceChunk{ID: c.ID, Text: c.Text, Pairs: j.counts[i]}
+		source[i] = llm.SourceChunk{ID: c.ID, Text: c.Text, Pairs: counts[i]}
 	}
 	var req llm.Request
 	if batch {
-		req.System, req.Prompt = batchPrompt(j.config.Lang, texts, j.counts)
+		req.System, req.Prompt = batchPrompt(lang, texts, counts)
 		req.Schema = llm.BatchQASchema
 	} else {
-		req.System, req.Prompt = singlePrompt(j.config.Lang, texts[0], j.counts[0])
+		req.System, req.Prompt = singlePrompt(lang, texts[0], counts[0])
 		req.Schema = llm.QASchema
 	}
-	req.Model, req.Source, req.Pairs, req.Lang = j.model, source, j.counts[0], j.config.Lang
+	req.Model, req.Source, req.Pairs, req.Lang = model, source, counts[0], lang
+	return req
+}
 
+// EstimateTokens is what the rate limiter budgets for the request of one
+// task over chunks (a batch when there are several) with a dataset
+// config: the prompt's tokens plus the expected answer. The plan of
+// qagen generate adds them up before anything is sent.
+func EstimateTokens(chunks []json.RawMessage, config json.RawMessage) (int, error) {
+	cfg, err := parseConfig(config)
+	if err != nil {
+		return 0, err
+	}
+	in := make([]chunkInput, len(chunks))
+	counts := make([]int, len(chunks))
+	for i, raw := range chunks {
+		if in[i], err = parseChunk(raw, fmt.Sprintf("chunks[%d]", i)); err != nil {
+			return 0, err
+		}
+		counts[i] = pairsFor(in[i].Tokens, cfg.QAPerChunk)
+	}
+	if len(in) == 0 {
+		return 0, inputError("no chunks")
+	}
+	return expectedTokens(request(in, counts, cfg.Lang, "", len(in) > 1)), nil
+}
+
+func (q *QA) generate(ctx context.Context, j *job, batch bool, usage *Usage) ([]QAPair, error) {
+	req := request(j.chunks, j.counts, j.config.Lang, j.model, batch)
 	pairs, err := q.call(ctx, j, req, batch, usage)
 	if err == nil {
 		return pairs, nil

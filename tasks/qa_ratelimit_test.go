@@ -2,6 +2,7 @@ package tasks
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -101,5 +102,25 @@ func TestUsageCorrectsTokenBudget(t *testing.T) {
 	// 150 tokens at 6000 a minute fitted into the sliding minute (98/s).
 	if err != nil || st.TokensAhead < 1500*time.Millisecond || st.TokensAhead > 1550*time.Millisecond {
 		t.Errorf("token budget after a 150-token call: %+v %v", st, err)
+	}
+}
+
+// TestEstimateTokens: the plan's estimate is the limiter's budget of the
+// task: the prompt plus the expected answer; a batch shares one prompt.
+func TestEstimateTokens(t *testing.T) {
+	one, err := EstimateTokens([]json.RawMessage{json.RawMessage(chunkEN)}, json.RawMessage(configEN))
+	// 5 pairs expected (120 tokens, qa_per_chunk 5) at 80 tokens each, plus the prompt.
+	if err != nil || one <= 400 || one > 1500 {
+		t.Fatalf("one chunk: %d %v", one, err)
+	}
+	three, err := EstimateTokens([]json.RawMessage{json.RawMessage(chunkEN), json.RawMessage(chunkEN), json.RawMessage(chunkEN)}, json.RawMessage(configEN))
+	if err != nil || three >= 3*one || three <= one {
+		t.Fatalf("a batch of three: %d (one alone %d) %v", three, one, err)
+	}
+	if _, err := EstimateTokens([]json.RawMessage{json.RawMessage(`{"id": "x"}`)}, json.RawMessage(configEN)); err == nil {
+		t.Error("a chunk without text: no error")
+	}
+	if _, err := EstimateTokens(nil, json.RawMessage(configEN)); err == nil {
+		t.Error("no chunks: no error")
 	}
 }

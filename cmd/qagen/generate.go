@@ -135,7 +135,7 @@ func runGenerate(c *cli.Context) error {
 			if err != nil {
 				return err
 			}
-			printPlan(out, plan, c.Int("batch-chunks"))
+			printPlan(c, out, plan, c.Int("batch-chunks"))
 			fmt.Fprintf(out, "dry run: no LLM call made; chunks written to %s\n", path)
 			cov.skipDryRun(out)
 			return nil
@@ -259,9 +259,81 @@ func planFromFlags(c *cli.Context, out io.Writer, now time.Time) (*producer.Plan
 	return plan, nil
 }
 
-func printPlan(out io.Writer, plan *producer.Plan, batch int) {
+func printPlan(c *cli.Context, out io.Writer, plan *producer.Plan, batch int) {
 	fmt.Fprintf(out, "plan: %d documents, %d chunks (%d before merging), %d LLM requests (batch %d), %d chunk tokens\n",
 		plan.Run.Documents, len(plan.Chunks), plan.Unmerged, len(plan.Run.Units), max(batch, 1), plan.Tokens())
+	tokens := 0
+	for _, u := range plan.Run.Units {
+		n, err := tasks.EstimateTokens(u.Chunks, u.Config)
+		if err != nil {
+			fmt.Fprintf(out, "      no token estimate: %v\n", err)
+			return
+		}
+		tokens += n
+	}
+	fmt.Fprintf(out, "      about %d LLM tokens (prompts and expected answers)\n", tokens)
+	provider := llm.ResolveName(c.String("provider"))
+	model := c.String("model")
+	switch {
+	case model != "":
+	case provider == llm.GeminiName:
+		model = llm.GeminiDefaultModel
+	case provider == llm.OpenAIName:
+		model = llm.OpenAIDefaultModel
+	default:
+		return // the offline provider is not paced
+	}
+	key := ratelimit.Key{Provider: provider, Model: model}
+	if c.Bool("no-llm-limit") && !c.Bool("use-celery") {
+		fmt.Fprintf(out, "      %s not paced (--no-llm-limit)\n", key)
+		return
+	}
+	lim, where := planLimit(c, key)
+	if lim.Unlimited() {
+		fmt.Fprintf(out, "      no rate limit known for %s\n", key)
+		return
+	}
+	minutes := 0.0
+	if lim.RPM > 0 {
+		minutes = float64(len(plan.Run.Units)) / float64(lim.RPM)
+	}
+	if lim.TPM > 0 {
+		minutes = max(minutes, float64(tokens)/float64(lim.TPM))
+	}
+	least := time.Duration(minutes * float64(time.Minute)).Round(time.Second).String()
+	if minutes*60 < 1 {
+		least = "under a second"
+	}
+	fmt.Fprintf(out, "      at %s's %s (%s): at least %s of LLM calls\n", key, lim, where, least)
+}
+
+// planLimit is the limit the run will be paced at: with --use-celery the
+// fleet's (in Redis, when it answers within 2 s), else the local one.
+func planLimit(c *cli.Context, key ratelimit.Key) (ratelimit.Limit, string) {
+	local, err := localLimits(c, key.Provider)
+	if err != nil {
+		local = ratelimit.Table{}
+	}
+	if c.Bool("use-celery") {
+		ctx, cancel := context.WithTimeout(c.Context, 2*time.Second)
+		defer cancel()
+		if store, closeFn, err := limitStore(c); err == nil {
+			defer closeFn()
+			if fleet, err := store.Limits(ctx); err == nil {
+				for _, k := range []ratelimit.Key{key, {Provider: key.Provider, Model: "*"}} {
+					if lim, ok := fleet[k]; ok {
+						return lim, "the fleet's limit"
+					}
+				}
+				lim, _ := ratelimit.Table{}.Lookup(key)
+				return lim, "the workers' default unless they set their own"
+			}
+		}
+		lim, _ := ratelimit.Table{}.Lookup(key)
+		return lim, "the default; the fleet's limits could not be read"
+	}
+	lim, _ := local.Lookup(key)
+	return lim, "in-process"
 }
 
 func modeName(s *producer.Settings) string {
@@ -275,6 +347,15 @@ func modeName(s *producer.Settings) string {
 // budget with, so the store is in memory): --llm-rpm/--llm-tpm for the
 // provider, else a --llm-limits file, else the models' known limits.
 func localLimiter(c *cli.Context, provider string, log zerolog.Logger) (*ratelimit.Limiter, error) {
+	local, err := localLimits(c, provider)
+	if err != nil {
+		return nil, err
+	}
+	return ratelimit.New(ratelimit.Config{Store: ratelimit.NewMemoryStore(), Local: local, Disabled: c.Bool("no-llm-limit"), Logger: log}), nil
+}
+
+// localLimits reads --llm-limits and --llm-rpm/--llm-tpm (for provider).
+func localLimits(c *cli.Context, provider string) (ratelimit.Table, error) {
 	local := ratelimit.Table{}
 	if path := c.String("llm-limits"); path != "" {
 		t, err := ratelimit.LoadFile(path)
@@ -290,7 +371,7 @@ func localLimiter(c *cli.Context, provider string, log zerolog.Logger) (*ratelim
 	if rpm > 0 || tpm > 0 {
 		local[ratelimit.Key{Provider: provider, Model: "*"}] = ratelimit.Limit{RPM: rpm, TPM: tpm}
 	}
-	return ratelimit.New(ratelimit.Config{Store: ratelimit.NewMemoryStore(), Local: local, Disabled: c.Bool("no-llm-limit"), Logger: log}), nil
+	return local, nil
 }
 
 // executorFor builds the in-process or the Celery executor; for Celery it

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -157,6 +158,19 @@ func TestGenerateGoWorkers(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	if len(lines) != enChunks || !strings.HasPrefix(lines[0], `{"id":"custom_upload_0_chunk_0","text":`) {
 		t.Errorf("chunk file: %d lines, first %.80s", len(lines), lines[0])
+	}
+	if !regexp.MustCompile(`about \d+ LLM tokens \(prompts and expected answers\)`).MatchString(r.stdout) {
+		t.Errorf("dry run without a token estimate\n%s", r)
+	}
+
+	// The plan tells how long the fleet's limit makes the run: 9 requests
+	// at 6 a minute.
+	if out, err := exec.Command(qagenBin, "ratelimit", "set", "gemini/*", "--rpm", "6", "--broker", e.url, "--key-prefix", e.prefix).CombinedOutput(); err != nil {
+		t.Fatalf("ratelimit set: %v\n%s", err, out)
+	}
+	r = generate(t, dir, nil, append(e.celeryArgs(), "--input-file", en, "--output", "dry", "--dry-run")...)
+	if !strings.Contains(r.stdout, "at gemini/gemini-2.0-flash's 6 requests/min (the fleet's limit): at least 1m30s of LLM calls") {
+		t.Errorf("dry run under a fleet limit\n%s", r)
 	}
 }
 
