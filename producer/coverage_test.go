@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qagen/qagen/internal/testenv"
 	"github.com/qagen/qagen/llm"
 	"github.com/qagen/qagen/producer"
 	"github.com/qagen/qagen/producer/chunk"
@@ -102,14 +103,14 @@ func TestWriteCoverage(t *testing.T) {
 		t.Fatal(err)
 	}
 	var cov map[string]any
-	readJSON(t, files.Coverage, &cov)
+	testenv.ReadJSON(t, files.Coverage, &cov)
 	un, _ := cov["uncovered_chunks"].([]any)
 	if cov["analyzed"] != true || cov["total_chunks"] != 2.0 || cov["covered_chunks"] != 1.0 || cov["threshold"] != 0.75 ||
 		len(un) != 1 || un[0].(map[string]any)["text_preview"] != "nothing at all like it..." || cov["multi_threshold"] == nil {
 		t.Errorf("coverage file %v", cov)
 	}
 	var sum map[string]any
-	readJSON(t, files.Summary, &sum)
+	testenv.ReadJSON(t, files.Summary, &sum)
 	if sum["coverage_rate"] != 0.5 || sum["covered_chunks"] != 1.0 || sum["total_chunks"] != 2.0 || sum["coverage_analyzed"] != true ||
 		sum["total_qa_pairs"] != 4.0 || sum["failed_chunks"] != 1.0 || sum["coverage_error"] != nil {
 		t.Errorf("summary %v", sum)
@@ -121,8 +122,8 @@ func TestWriteCoverage(t *testing.T) {
 		t.Fatal(err)
 	}
 	cov, sum = nil, nil
-	readJSON(t, files.Coverage, &cov)
-	readJSON(t, files.Summary, &sum)
+	testenv.ReadJSON(t, files.Coverage, &cov)
+	testenv.ReadJSON(t, files.Summary, &sum)
 	if cov["analyzed"] != false || cov["error"] != fail.Error() || cov["total_chunks"] != 5.0 || len(cov) != 6 {
 		t.Errorf("failed coverage file %v", cov)
 	}

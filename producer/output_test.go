@@ -3,7 +3,6 @@ package producer_test
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/qagen/qagen/internal/testenv"
 	"github.com/qagen/qagen/producer"
 	"github.com/qagen/qagen/tasks"
 )
@@ -51,34 +51,6 @@ func sampleRun() *producer.Run {
 	}
 }
 
-func readCSV(t *testing.T, path string) [][]string {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
-		t.Errorf("%s starts with a BOM", path)
-	}
-	rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return rows
-}
-
-func readJSON(t *testing.T, path string, v any) []byte {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return data
-}
-
 func TestWriteOutputs(t *testing.T) {
 	root := t.TempDir()
 	dir, simple := filepath.Join(root, "qa_output", "a02"), filepath.Join(root, "qa_output")
@@ -102,7 +74,7 @@ func TestWriteOutputs(t *testing.T) {
 
 	// Q&A JSON: every pair, unit order, UTF-8 and <>& verbatim, indented.
 	var pairs []map[string]any
-	data := readJSON(t, files.QAJSON, &pairs)
+	data := testenv.ReadJSON(t, files.QAJSON, &pairs)
 	if len(pairs) != 4 || pairs[0]["question"] != "東京の<人口>は?" || pairs[3]["chunk_idx"] != "3-4" || pairs[2]["chunk_idx"] != 0.0 {
 		t.Fatalf("qa json %v", pairs)
 	}
@@ -111,7 +83,7 @@ func TestWriteOutputs(t *testing.T) {
 	}
 
 	// Q&A CSV: the Python column order, chunk_idx "3-4" as a string.
-	rows := readCSV(t, files.QACSV)
+	rows := testenv.ReadCSV(t, files.QACSV)
 	if !reflect.DeepEqual(rows[0], []string{"question", "answer", "question_type", "source_chunk_id", "doc_id", "dataset_type", "chunk_idx", "provider"}) {
 		t.Fatalf("csv header %v", rows[0])
 	}
@@ -126,14 +98,14 @@ func TestWriteOutputs(t *testing.T) {
 	}
 
 	// The fixed simple CSV downstream tools read.
-	rows = readCSV(t, files.Simple)
+	rows = testenv.ReadCSV(t, files.Simple)
 	if !reflect.DeepEqual(rows[0], []string{"question", "answer"}) || len(rows) != 5 || rows[4][0] != "Q34" || rows[4][1] != "A: Q34" {
 		t.Errorf("simple csv %q", rows)
 	}
 
 	// Coverage: the Python stub, marked as not analysed.
 	var cov map[string]any
-	readJSON(t, files.Coverage, &cov)
+	testenv.ReadJSON(t, files.Coverage, &cov)
 	if cov["coverage_rate"] != 0.0 || cov["covered_chunks"] != 0.0 || cov["total_chunks"] != 5.0 || cov["analyzed"] != false ||
 		!reflect.DeepEqual(cov["uncovered_chunks"], []any{}) {
 		t.Errorf("coverage %v", cov)
@@ -141,7 +113,7 @@ func TestWriteOutputs(t *testing.T) {
 
 	// Summary: the Python keys, then qagen's accounting.
 	var sum map[string]any
-	readJSON(t, files.Summary, &sum)
+	testenv.ReadJSON(t, files.Summary, &sum)
 	for k, v := range map[string]any{
 		"dataset_type": "wikipedia_ja", "dataset_name": "Wikipedia日本語版", "generated_at": testRunID,
 		"total_qa_pairs": 4.0, "coverage_rate": 0.0, "covered_chunks": 0.0, "total_chunks": 5.0,
@@ -166,7 +138,7 @@ func TestWriteOutputs(t *testing.T) {
 	}
 
 	// Failures CSV: one row per chunk that did not succeed.
-	rows = readCSV(t, files.Failures)
+	rows = testenv.ReadCSV(t, files.Failures)
 	if !reflect.DeepEqual(rows, [][]string{
 		{"chunk_id", "task_id", "state", "error"},
 		{"wikipedia_ja_2_chunk_0", "t3", "failed", "gemini: transient (HTTP 500)"},
@@ -201,7 +173,7 @@ func TestWriteOutputsComplete(t *testing.T) {
 		t.Errorf("failures written: %v", m)
 	}
 	var sum map[string]any
-	readJSON(t, files.Summary, &sum)
+	testenv.ReadJSON(t, files.Summary, &sum)
 	if !reflect.DeepEqual(sum["failures"], []any{}) || sum["failed_chunks"] != 0.0 || sum["missing_chunks"] != 0.0 {
 		t.Errorf("summary failures %v", sum["failures"])
 	}
@@ -246,7 +218,7 @@ func TestWriteOutputsNoPairs(t *testing.T) {
 	if data, _ := os.ReadFile(files.QAJSON); strings.TrimSpace(string(data)) != "[]" {
 		t.Errorf("qa json %q", data)
 	}
-	if rows := readCSV(t, files.QACSV); len(rows) != 1 {
+	if rows := testenv.ReadCSV(t, files.QACSV); len(rows) != 1 {
 		t.Errorf("qa csv %q", rows)
 	}
 }
@@ -333,7 +305,7 @@ func TestResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sum map[string]any
-	readJSON(t, files2.Summary, &sum)
+	testenv.ReadJSON(t, files2.Summary, &sum)
 	if sum["resumed_from"] != testRunID || sum["total_qa_pairs"] != float64(len(pairs)) || files2.Failures != "" {
 		t.Errorf("summary of the resumed run: %v", sum)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/qagen/qagen/internal/testenv"
 	"github.com/qagen/qagen/llm/fakellm"
 )
 
@@ -56,7 +57,7 @@ type coverageFile struct {
 func readCoverage(t *testing.T, dir, dataset, id string) coverageFile {
 	t.Helper()
 	var c coverageFile
-	readJSON(t, filepath.Join(dir, "coverage_"+dataset+"_"+id+".json"), &c)
+	testenv.ReadJSON(t, filepath.Join(dir, "coverage_"+dataset+"_"+id+".json"), &c)
 	return c
 }
 

@@ -82,7 +82,7 @@ func TestGenerateGoWorkers(t *testing.T) {
 			t.Fatalf("csv row %v", row)
 		}
 	}
-	simple := readCSV(t, filepath.Join(dir, "simple", "a02_qa_pairs_custom_upload.csv"))
+	simple := testenv.ReadCSV(t, filepath.Join(dir, "simple", "a02_qa_pairs_custom_upload.csv"))
 	if len(simple) != len(o.pairs)+1 || strings.Join(simple[0], ",") != "question,answer" {
 		t.Errorf("simple csv: %d rows, header %v", len(simple), simple[0])
 	}

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -242,41 +241,14 @@ func readOutputs(t *testing.T, dir, dataset, id string) outputs {
 	}
 	name := func(kind, ext string) string { return filepath.Join(dir, kind+"_"+dataset+"_"+id+"."+ext) }
 	o := outputs{runID: id}
-	readJSON(t, name("run", "json"), &o.manifest)
-	readJSON(t, name("summary", "json"), &o.summary)
-	readJSON(t, name("qa_pairs", "json"), &o.pairs)
-	o.csv = readCSV(t, name("qa_pairs", "csv"))
+	testenv.ReadJSON(t, name("run", "json"), &o.manifest)
+	testenv.ReadJSON(t, name("summary", "json"), &o.summary)
+	testenv.ReadJSON(t, name("qa_pairs", "json"), &o.pairs)
+	o.csv = testenv.ReadCSV(t, name("qa_pairs", "csv"))
 	if _, err := os.Stat(name("failures", "csv")); err == nil {
-		o.failures = readCSV(t, name("failures", "csv"))
+		o.failures = testenv.ReadCSV(t, name("failures", "csv"))
 	}
 	return o
-}
-
-func readJSON(t *testing.T, path string, v any) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-}
-
-func readCSV(t *testing.T, path string) [][]string {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bytes.HasPrefix(data, []byte("\xef\xbb\xbf")) {
-		t.Errorf("%s has a BOM", path)
-	}
-	rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return rows
 }
 
 // checkComplete checks a run in which every chunk succeeded: counts in the
