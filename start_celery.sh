@@ -274,16 +274,13 @@ ensure_binary() {
 	}
 	info "building $QAGEN ($why)"
 	if command -v make >/dev/null; then
-		make -s -C "$ROOT" build >&2 || {
-			fail "build failed"
-			return 1
-		}
+		make -s -C "$ROOT" build >&2
 	else
-		go build -o "$ROOT/bin/qagen" ./cmd/qagen || {
-			fail "build failed"
-			return 1
-		}
-	fi
+		go build -o "$ROOT/bin/qagen" ./cmd/qagen
+	fi || {
+		fail "build failed"
+		return 1
+	}
 }
 
 # redis_check: 0 when the broker answers. Uses qagen (CELERY_BROKER_URL,

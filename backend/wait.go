@@ -102,26 +102,18 @@ func (s *Subscription) Wait(ctx context.Context, onUpdate func(*celery.ResultMet
 	if len(s.pending) == 0 {
 		return done, nil
 	}
-	streamCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	err := s.Stream(streamCtx, func(m *celery.ResultMeta) {
-		if !s.pending[m.TaskID] {
-			return
-		}
-		if onUpdate != nil {
-			onUpdate(m)
-		}
-		if m.Status.Ready() {
-			done[m.TaskID] = m
-			delete(s.pending, m.TaskID)
-			if len(s.pending) == 0 {
-				cancel()
+	err := s.stream(ctx, func(m *celery.ResultMeta) bool {
+		if s.pending[m.TaskID] {
+			if onUpdate != nil {
+				onUpdate(m)
+			}
+			if m.Status.Ready() {
+				done[m.TaskID] = m
+				delete(s.pending, m.TaskID)
 			}
 		}
+		return len(s.pending) > 0
 	})
-	if len(s.pending) == 0 {
-		return done, nil
-	}
 	return done, err
 }
 
@@ -130,9 +122,15 @@ func (s *Subscription) Wait(ctx context.Context, onUpdate func(*celery.ResultMet
 // fails. It does not read results stored before the subscription: callers
 // that need them GET them once after subscribing (see Wait).
 func (s *Subscription) Stream(ctx context.Context, fn func(*celery.ResultMeta)) error {
+	return s.stream(ctx, func(m *celery.ResultMeta) bool { fn(m); return true })
+}
+
+// stream is Stream, except that it returns nil as soon as fn returns false
+// (after the messages already received), without unsubscribing.
+func (s *Subscription) stream(ctx context.Context, fn func(*celery.ResultMeta) bool) error {
 	// Receive blocks without a timeout (a redigo read timeout breaks the
 	// connection); cancellation unsubscribes, which wakes the receiver.
-	// Stream does not return while that UNSUBSCRIBE is still being written:
+	// stream does not return while that UNSUBSCRIBE is still being written:
 	// the caller's Close would write to the connection at the same time.
 	unsubscribed := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
@@ -144,16 +142,17 @@ func (s *Subscription) Stream(ctx context.Context, fn func(*celery.ResultMeta)) 
 			<-unsubscribed
 		}
 	}()
+	more := true
 	handle := func(v redis.Message) {
-		if m, err := celery.ParseResult(v.Data); err == nil {
-			fn(m)
+		if m, err := celery.ParseResult(v.Data); err == nil && !fn(m) {
+			more = false
 		}
 	}
 	for _, v := range s.early {
 		handle(v)
 	}
 	s.early = nil
-	for {
+	for more {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -171,6 +170,7 @@ func (s *Subscription) Stream(ctx context.Context, fn func(*celery.ResultMeta)) 
 			return fmt.Errorf("backend: waiting for results: %w", v)
 		}
 	}
+	return nil
 }
 
 // WaitFor subscribes to one task and waits for its ready result.

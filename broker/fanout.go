@@ -235,8 +235,5 @@ func (b *Broker) Pop(ctx context.Context, queue string, timeout time.Duration) (
 	return data, nil
 }
 
-// DB is the broker's database number (it names the fanout channels).
-func (b *Broker) DB() int { return b.opts.DB }
-
 // stripPrefix removes the key prefix from a key or channel name.
 func (b *Broker) stripPrefix(s string) string { return strings.TrimPrefix(s, b.opts.KeyPrefix) }

@@ -255,27 +255,6 @@ func EncodeEvent(hostname, routingKey string, body []byte) []byte {
 	return encodeEnvelope(body, map[string]string{"hostname": hostname}, 1, EventExchange, routingKey)
 }
 
-// DecodeEvents reads an event envelope: one event object, or a list of them
-// (Celery batches task events as task.multi).
-func DecodeEvents(raw []byte) ([]map[string]json.RawMessage, error) {
-	_, body, err := decodeJSONEnvelope(raw)
-	if err != nil {
-		return nil, err
-	}
-	if firstByte(body) == '[' {
-		var list []map[string]json.RawMessage
-		if err := Unmarshal(body, &list); err != nil {
-			return nil, NewException("DecodeError", ModuleKombu, "event list: "+err.Error())
-		}
-		return list, nil
-	}
-	var one map[string]json.RawMessage
-	if err := Unmarshal(body, &one); err != nil {
-		return nil, NewException("DecodeError", ModuleKombu, "event: "+err.Error())
-	}
-	return []map[string]json.RawMessage{one}, nil
-}
-
 // UTCOffset is an event's utcoffset: hours with the POSIX sign (time.timezone
 // // 3600), so UTC+2 is -2.
 func UTCOffset(t time.Time) int {
@@ -294,11 +273,5 @@ func floorDiv(a, b int) int {
 // ControlError is the reply of a command that failed, {"error": "..."}.
 func ControlError(format string, args ...any) json.RawMessage {
 	b, _ := json.Marshal(map[string]string{"error": fmt.Sprintf(format, args...)})
-	return b
-}
-
-// ControlOK is the reply {"ok": "..."}.
-func ControlOK(format string, args ...any) json.RawMessage {
-	b, _ := json.Marshal(map[string]string{"ok": fmt.Sprintf(format, args...)})
 	return b
 }

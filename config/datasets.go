@@ -2,9 +2,9 @@ package config
 
 import (
 	"bytes"
-	"encoding/json"
-	"slices"
 	"strconv"
+
+	"github.com/qagen/qagen/internal/jsonstr"
 )
 
 // Per-dataset settings of the Python system: config.py's
@@ -112,7 +112,8 @@ func DatasetNames() []string {
 
 // IsDataset reports whether name is a built-in dataset key.
 func IsDataset(name string) bool {
-	return slices.Contains(DatasetNames(), name)
+	_, ok := Dataset(name)
+	return ok
 }
 
 // UploadConfig returns a02's config for --input-file: name "ローカルファイル
@@ -198,9 +199,4 @@ func (c DatasetConfig) MarshalJSON() ([]byte, error) {
 
 // writeJSONString writes s as a JSON string without HTML escaping (as
 // Python's json.dumps).
-func writeJSONString(b *bytes.Buffer, s string) {
-	enc := json.NewEncoder(b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)       // a string always encodes
-	b.Truncate(b.Len() - 1) // Encode's newline
-}
+func writeJSONString(b *bytes.Buffer, s string) { b.Write(jsonstr.Append(b.AvailableBuffer(), s)) }

@@ -154,8 +154,8 @@ func (c *Client) collectAfter(ctx context.Context, req *celery.ControlRequest, q
 		if wait < time.Millisecond {
 			break
 		}
-		// Wait at most a second at a time: ctx is checked in between, and
-		// broker.Pop rounds waits of a second or more up to whole seconds.
+		// Wait at most a second at a time: BRPOP does not watch ctx, which
+		// is checked in between.
 		raw, err := c.b.Pop(ctx, queue, min(wait, time.Second))
 		if err != nil {
 			return replies, fmt.Errorf("control: collect %s replies: %w", req.Method, err)

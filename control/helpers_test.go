@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -218,79 +216,27 @@ func keys(m map[string]json.RawMessage) []string {
 	return out
 }
 
-// pyWorker is a real Celery worker (testdata/python/pytasks.py).
-type pyWorker struct {
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-}
-
-// startPyWorker starts /usr/bin/python3 -m celery worker on the test's
-// database and key prefix and waits until it is ready.
-func (e *env) startPyWorker(name, queue string, pool ...string) *pyWorker {
+// startPyWorker starts a real Celery worker (testdata/python/pytasks.py,
+// /usr/bin/python3 -m celery worker) on the test's database and key prefix
+// and waits until it is ready.
+func (e *env) startPyWorker(name, queue string, pool ...string) *testenv.Proc {
 	e.t.Helper()
 	testenv.RequirePython(e.t)
 	dir, err := filepath.Abs("../testdata/python")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	logPath := filepath.Join(e.t.TempDir(), "py-worker.log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	argv := append([]string{"-m", "celery", "-A", "pytasks", "worker", "-Q", queue, "-n", name, "-l", "info",
+	argv := append([]string{testenv.Python, "-m", "celery", "-A", "pytasks", "worker", "-Q", queue, "-n", name, "-l", "info",
 		"--without-mingle", "--without-gossip", "--without-heartbeat"}, pool...)
-	cmd := exec.Command(testenv.Python, argv...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
+	environ := append(os.Environ(),
 		"QAGEN_IT_BROKER="+testenv.URL(testenv.DBControl),
 		"QAGEN_IT_BACKEND="+testenv.URL(testenv.DBControl),
 		"QAGEN_IT_QUEUE="+queue,
 		"QAGEN_IT_PREFIX="+e.prefix,
 		"PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1")
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		e.t.Fatal(err)
-	}
-	p := &pyWorker{cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	e.t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(30 * time.Second):
-			e.t.Errorf("python worker did not stop; killing it")
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
-		}
-		if e.t.Failed() {
-			e.t.Logf("python worker log:\n%s", p.logText())
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for !strings.Contains(p.logText(), " ready.") {
-		select {
-		case <-p.done:
-			e.t.Fatalf("python worker exited before it was ready:\n%s", p.logText())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("python worker not ready after 60 s:\n%s", p.logText())
-		}
-	}
+	p := testenv.StartProc(e.t, "py-worker", dir, environ, argv...)
+	p.WaitLog(e.t, " ready.", 60*time.Second)
 	return p
-}
-
-func (p *pyWorker) logText() string {
-	b, _ := os.ReadFile(p.log)
-	return string(b)
 }
 
 func mustJSON(t *testing.T, raw json.RawMessage, v any) {

@@ -66,14 +66,11 @@ func (g *GeminiEmbedder) batch(ctx context.Context, texts []string) ([][]float32
 		d := int32(min(g.dims, 1<<20))
 		cfg.OutputDimensionality = &d
 	}
-	callCtx, cancel := callTimeout(ctx, g.timeout)
-	defer cancel()
-	callCtx, info := withCallInfo(callCtx)
-	resp, err := g.client.Models.EmbedContent(callCtx, g.model, contents, cfg)
+	resp, err := doCall(ctx, GeminiName, g.timeout, func(ctx context.Context) (*genai.EmbedContentResponse, error) {
+		return g.client.Models.EmbedContent(ctx, g.model, contents, cfg)
+	}, func(err error, info *callInfo) *Error { return classifyGemini(err, info, g.key, false) })
 	if err != nil {
-		return nil, finishError(ctx, callCtx, GeminiName, g.timeout, err, func(err error) *Error {
-			return classifyGemini(err, info, g.key, false)
-		})
+		return nil, err
 	}
 	out := make([][]float32, len(resp.Embeddings))
 	for i, e := range resp.Embeddings {

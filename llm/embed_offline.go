@@ -115,7 +115,9 @@ func finish(h uint64, kind byte) uint64 {
 	return h&^0xff | uint64(kind)
 }
 
-func isCJK(r rune) bool {
+// bigramScript reports the scripts hashed as character bigrams (Chinese
+// and Japanese; not IsCJK, which also counts Hangul and full-width forms).
+func bigramScript(r rune) bool {
 	return unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana) || r == 'ー' || r == '々'
 }
 
@@ -165,7 +167,7 @@ func hashEmbed(v []float32, text string, feats []uint64) []uint64 {
 	}
 	for _, r := range text {
 		switch {
-		case isCJK(r):
+		case bigramScript(r):
 			endWord()
 			prevWord = 0
 			feats = append(feats, finish(mixRune(fnvOffset, r), featCJKChar))

@@ -53,28 +53,22 @@ func (o *OpenAIEmbedder) Embed(ctx context.Context, texts []string) ([][]float32
 }
 
 func (o *OpenAIEmbedder) batch(ctx context.Context, texts []string) ([][]float32, error) {
-	callCtx, cancel := callTimeout(ctx, o.timeout)
-	defer cancel()
-	callCtx, info := withCallInfo(callCtx)
-	resp, err := o.client.CreateEmbeddings(callCtx, openai.EmbeddingRequestStrings{
-		Input: texts, Model: openai.EmbeddingModel(o.model), Dimensions: o.dims,
-	})
-	if err != nil {
-		return nil, finishError(ctx, callCtx, OpenAIName, o.timeout, err, func(err error) *Error {
-			return classifyOpenAI(err, info, o.key, false)
+	resp, err := doCall(ctx, OpenAIName, o.timeout, func(ctx context.Context) (openai.EmbeddingResponse, error) {
+		return o.client.CreateEmbeddings(ctx, openai.EmbeddingRequestStrings{
+			Input: texts, Model: openai.EmbeddingModel(o.model), Dimensions: o.dims,
 		})
-	}
-	bad := func(format string, args ...any) error {
-		return &Error{Provider: OpenAIName, Kind: KindBadOutput, Err: fmt.Errorf(format, args...)}
+	}, func(err error, info *callInfo) *Error { return classifyOpenAI(err, info, o.key, false) })
+	if err != nil {
+		return nil, err
 	}
 	if len(resp.Data) != len(texts) {
-		return nil, bad("%d embeddings for %d texts", len(resp.Data), len(texts))
+		return nil, badOutput(OpenAIName, "%d embeddings for %d texts", len(resp.Data), len(texts))
 	}
 	// The API answers with an index per input; put them in input order.
 	out := make([][]float32, len(texts))
 	for _, d := range resp.Data {
 		if d.Index < 0 || d.Index >= len(texts) || out[d.Index] != nil {
-			return nil, bad("embedding index %d is out of range or repeated", d.Index)
+			return nil, badOutput(OpenAIName, "embedding index %d is out of range or repeated", d.Index)
 		}
 		out[d.Index] = d.Embedding
 	}

@@ -2,13 +2,10 @@ package llm_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -170,21 +167,13 @@ func TestEmbedders(t *testing.T) {
 
 // TestEmbedRequestShapes: the endpoints and bodies the SDKs send.
 func TestEmbedRequestShapes(t *testing.T) {
-	fake := fakellm.New(fakellm.Config{})
 	var mu sync.Mutex
 	paths := map[string]map[string]any{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		var body map[string]any
-		json.Unmarshal(b, &body)
+	f := recordingFake(t, func(r *http.Request, body map[string]any) {
 		mu.Lock()
 		paths[r.URL.Path] = body
 		mu.Unlock()
-		r.Body = io.NopCloser(strings.NewReader(string(b)))
-		fake.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	f := &fixture{fake: fake, srv: srv}
+	})
 	for _, api := range []string{"gemini", "openai"} {
 		if _, err := embedderFor(t, api, f, llm.EmbedConfig{}).Embed(context.Background(), []string{"a b c", "d e f"}); err != nil {
 			t.Fatal(err)

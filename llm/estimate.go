@@ -10,16 +10,37 @@ import (
 // other 4 bytes are one token (rounded up). It budgets rate limits and
 // bills the fake server; real tokenizers differ by a few percent.
 func EstimateTokens(s string) int {
-	cjk, other := 0, 0
+	var c tokenCounter
 	for _, r := range s {
-		if IsCJK(r) {
-			cjk++
-		} else {
-			other += utf8.RuneLen(r)
+		c.add(r)
+	}
+	return c.tokens()
+}
+
+// TruncateTokens returns the longest prefix of s (cut on a rune boundary)
+// that EstimateTokens counts as at most n tokens.
+func TruncateTokens(s string, n int) string {
+	var c tokenCounter
+	for i, r := range s {
+		if c.add(r); c.tokens() > n {
+			return s[:i]
 		}
 	}
-	return cjk + (other+3)/4
+	return s
 }
+
+// tokenCounter is EstimateTokens' running count.
+type tokenCounter struct{ cjk, other int }
+
+func (c *tokenCounter) add(r rune) {
+	if IsCJK(r) {
+		c.cjk++
+	} else {
+		c.other += utf8.RuneLen(r)
+	}
+}
+
+func (c *tokenCounter) tokens() int { return c.cjk + (c.other+3)/4 }
 
 // IsCJK reports whether r is a Han, kana, Hangul or full-width character.
 func IsCJK(r rune) bool {

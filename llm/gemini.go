@@ -135,25 +135,20 @@ func (g *Gemini) Generate(ctx context.Context, req Request) (*Response, error) {
 	}
 	contents := []*genai.Content{{Role: genai.RoleUser, Parts: []*genai.Part{{Text: req.Prompt}}}}
 
-	callCtx, cancel := callTimeout(ctx, g.timeout)
-	defer cancel()
-	callCtx, info := withCallInfo(callCtx)
 	start := time.Now()
-	resp, err := g.client.Models.GenerateContent(callCtx, model, contents, cfg)
+	resp, err := doCall(ctx, GeminiName, g.timeout, func(ctx context.Context) (*genai.GenerateContentResponse, error) {
+		return g.client.Models.GenerateContent(ctx, model, contents, cfg)
+	}, func(err error, info *callInfo) *Error { return classifyGemini(err, info, g.key, structured) })
 	latency := time.Since(start)
 	if err != nil {
-		return nil, finishError(ctx, callCtx, GeminiName, g.timeout, err, func(err error) *Error {
-			return classifyGemini(err, info, g.key, structured)
-		})
+		return nil, err
 	}
 	usage := Usage{Provider: GeminiName, Model: model, Latency: latency, Structured: structured}
 	if m := resp.UsageMetadata; m != nil {
 		usage.InputTokens = int(m.PromptTokenCount)
 		usage.OutputTokens = int(m.CandidatesTokenCount + m.ThoughtsTokenCount)
 	}
-	bad := func(format string, args ...any) error {
-		return &Error{Provider: GeminiName, Kind: KindBadOutput, Err: fmt.Errorf(format, args...)}
-	}
+	bad := func(format string, args ...any) error { return badOutput(GeminiName, format, args...) }
 	if len(resp.Candidates) == 0 || resp.Candidates[0] == nil {
 		if pf := resp.PromptFeedback; pf != nil && pf.BlockReason != "" {
 			return nil, bad("the prompt was blocked (%s)", pf.BlockReason)
@@ -371,7 +366,9 @@ func geminiSchema(m map[string]any, path string) (*genai.Schema, error) {
 	return s, nil
 }
 
-func propertyOrder(required []string, props map[string]*genai.Schema) []string {
+// propertyOrder lists the properties the required list names, in its
+// order, then the others alphabetically.
+func propertyOrder[V any](required []string, props map[string]V) []string {
 	out := make([]string, 0, len(props))
 	seen := map[string]bool{}
 	for _, r := range required {

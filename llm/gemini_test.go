@@ -23,18 +23,12 @@ func TestGemini(t *testing.T) { runProviderCases(t, "gemini") }
 // responseJsonSchema, which gemini-2.0-flash lacks), generation limits,
 // and the key in x-goog-api-key.
 func TestGeminiRequestShape(t *testing.T) {
-	fake := fakellm.New(fakellm.Config{})
 	var body map[string]any
 	var path, key string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		json.Unmarshal(b, &body)
-		path, key = r.URL.Path, r.Header.Get("x-goog-api-key")
-		r.Body = io.NopCloser(strings.NewReader(string(b)))
-		fake.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	p, err := llm.NewGemini(context.Background(), llm.GeminiConfig{APIKey: testKey, BaseURL: srv.URL, HTTPClient: &http.Client{}})
+	f := recordingFake(t, func(r *http.Request, b map[string]any) {
+		body, path, key = b, r.URL.Path, r.Header.Get("x-goog-api-key")
+	})
+	p, err := llm.NewGemini(context.Background(), llm.GeminiConfig{APIKey: testKey, BaseURL: f.srv.URL, HTTPClient: &http.Client{}})
 	if err != nil {
 		t.Fatal(err)
 	}

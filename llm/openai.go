@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
@@ -168,22 +167,17 @@ func (o *OpenAI) Generate(ctx context.Context, req Request) (*Response, error) {
 		}
 	}
 
-	callCtx, cancel := callTimeout(ctx, o.timeout)
-	defer cancel()
-	callCtx, info := withCallInfo(callCtx)
 	start := time.Now()
-	resp, err := o.client.CreateChatCompletion(callCtx, creq)
+	resp, err := doCall(ctx, OpenAIName, o.timeout, func(ctx context.Context) (openai.ChatCompletionResponse, error) {
+		return o.client.CreateChatCompletion(ctx, creq)
+	}, func(err error, info *callInfo) *Error { return classifyOpenAI(err, info, o.key, structured) })
 	latency := time.Since(start)
 	if err != nil {
-		return nil, finishError(ctx, callCtx, OpenAIName, o.timeout, err, func(err error) *Error {
-			return classifyOpenAI(err, info, o.key, structured)
-		})
+		return nil, err
 	}
 	usage := Usage{Provider: OpenAIName, Model: model, Latency: latency, Structured: structured,
 		InputTokens: resp.Usage.PromptTokens, OutputTokens: resp.Usage.CompletionTokens}
-	bad := func(format string, args ...any) error {
-		return &Error{Provider: OpenAIName, Kind: KindBadOutput, Err: fmt.Errorf(format, args...)}
-	}
+	bad := func(format string, args ...any) error { return badOutput(OpenAIName, format, args...) }
 	if len(resp.Choices) == 0 {
 		return nil, bad("the answer has no choices")
 	}
@@ -302,23 +296,9 @@ func StrictSchema(m map[string]any) map[string]any {
 	}
 	if t, _ := m["type"].(string); t == "object" || hasProps {
 		out["additionalProperties"] = false
-		seen := map[string]bool{}
 		all := []any{}
-		for _, r := range stringList(m["required"]) {
-			if _, ok := props[r]; ok && !seen[r] {
-				all = append(all, r)
-				seen[r] = true
-			}
-		}
-		var rest []string
-		for name := range props {
-			if !seen[name] {
-				rest = append(rest, name)
-			}
-		}
-		sort.Strings(rest)
-		for _, r := range rest {
-			all = append(all, r)
+		for _, name := range propertyOrder(stringList(m["required"]), props) {
+			all = append(all, name)
 		}
 		out["required"] = all
 	}

@@ -6,11 +6,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/qagen/qagen/llm"
-	"github.com/qagen/qagen/llm/fakellm"
 )
 
 func TestOpenAI(t *testing.T) { runProviderCases(t, "openai") }
@@ -18,19 +16,12 @@ func TestOpenAI(t *testing.T) { runProviderCases(t, "openai") }
 // TestOpenAIRequestShape checks the strict json_schema response format,
 // the system message, max_tokens and the bearer key.
 func TestOpenAIRequestShape(t *testing.T) {
-	fake := fakellm.New(fakellm.Config{})
 	var body map[string]any
 	var path, auth string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		body = nil
-		json.Unmarshal(b, &body)
-		path, auth = r.URL.Path, r.Header.Get("Authorization")
-		r.Body = io.NopCloser(strings.NewReader(string(b)))
-		fake.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	p, err := llm.NewOpenAI(llm.OpenAIConfig{APIKey: testKey, BaseURL: srv.URL + "/v1/"})
+	f := recordingFake(t, func(r *http.Request, b map[string]any) {
+		body, path, auth = b, r.URL.Path, r.Header.Get("Authorization")
+	})
+	p, err := llm.NewOpenAI(llm.OpenAIConfig{APIKey: testKey, BaseURL: f.srv.URL + "/v1/"})
 	if err != nil {
 		t.Fatal(err)
 	}

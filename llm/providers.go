@@ -61,13 +61,7 @@ func ResolveName(arg string) string {
 // sent with provider gemini is replaced by Gemini's default model, and the
 // caller warns.
 func IsOpenAIModel(model string) bool {
-	m := strings.ToLower(model)
-	for _, s := range []string{"gpt", "o1", "o3", "o4"} {
-		if strings.Contains(m, s) {
-			return true
-		}
-	}
-	return false
+	return containsAny(strings.ToLower(model), "gpt", "o1", "o3", "o4")
 }
 
 // Cache keeps one provider per name, so a worker reuses its clients (and

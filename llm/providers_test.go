@@ -1,9 +1,11 @@
 package llm_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,6 +65,23 @@ func startFake(t *testing.T, cfg fakellm.Config) *fixture {
 	srv := httptest.NewServer(fake)
 	t.Cleanup(srv.Close)
 	t.Cleanup(fake.Close) // runs first: releases hanging handlers
+	return &fixture{fake: fake, srv: srv}
+}
+
+// recordingFake starts a fake server behind a proxy that shows record each
+// request, with its JSON body decoded, before the fake answers it.
+func recordingFake(t *testing.T, record func(r *http.Request, body map[string]any)) *fixture {
+	t.Helper()
+	fake := fakellm.New(fakellm.Config{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		var body map[string]any
+		json.Unmarshal(b, &body)
+		record(r, body)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		fake.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
 	return &fixture{fake: fake, srv: srv}
 }
 

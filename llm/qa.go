@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -83,20 +84,11 @@ func ParseQAPairs(raw json.RawMessage) ([]QAPair, error) {
 			return nil, fmt.Errorf("%w: pair %d has an empty question or answer", ErrBadPairs, i+1)
 		}
 		p.QuestionType = strings.ToLower(strings.TrimSpace(p.QuestionType))
-		if !knownType(p.QuestionType) {
+		if !slices.Contains(QuestionTypes, p.QuestionType) {
 			p.QuestionType = "fact"
 		}
 	}
 	return pairs, nil
-}
-
-func knownType(t string) bool {
-	for _, k := range QuestionTypes {
-		if t == k {
-			return true
-		}
-	}
-	return false
 }
 
 // ExtractivePairs writes up to n pairs from text without a model: each

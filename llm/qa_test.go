@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,7 +41,7 @@ func TestExtractivePairsAreDeterministicAndQuoted(t *testing.T) {
 		if a[i] != b[i] {
 			t.Fatal("not deterministic")
 		}
-		if !strings.Contains(text, a[i].Answer) || a[i].Question == "" || !knownType(a[i].QuestionType) {
+		if !strings.Contains(text, a[i].Answer) || a[i].Question == "" || !slices.Contains(QuestionTypes, a[i].QuestionType) {
 			t.Errorf("pair %+v", a[i])
 		}
 	}

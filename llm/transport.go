@@ -3,10 +3,10 @@ package llm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -160,10 +160,8 @@ func retryAfterFromMessage(msg string) time.Duration {
 // isNetworkError reports transport-level failures: timeouts, refused or
 // reset connections, truncated bodies.
 func isNetworkError(err error) bool {
-	var ne net.Error
-	var ue *url.Error
-	var oe *net.OpError
-	return errors.As(err, &ne) || errors.As(err, &ue) || errors.As(err, &oe) ||
+	var ne net.Error // *url.Error and *net.OpError among them
+	return errors.As(err, &ne) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded) ||
@@ -179,13 +177,7 @@ var schemaRejectionWords = []string{
 }
 
 func mentionsSchema(msg string) bool {
-	l := strings.ToLower(msg)
-	for _, w := range schemaRejectionWords {
-		if strings.Contains(l, w) {
-			return true
-		}
-	}
-	return false
+	return containsAny(strings.ToLower(msg), schemaRejectionWords...)
 }
 
 // kindOfStatus classifies an HTTP error status. structured says whether
@@ -229,27 +221,34 @@ func redact(s, secret string) string {
 	return strings.ReplaceAll(s, secret, "[REDACTED]")
 }
 
-// callTimeout derives the context of one call: the caller's context with
-// the provider's per-call timeout.
-func callTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	if d <= 0 {
-		d = DefaultTimeout
+// doCall makes one SDK call under the per-call timeout, with a callInfo in
+// its context for the transport to fill, and turns its error into what
+// Generate and Embed return: the caller's own context error as is
+// (cancellation and its deadline belong to the caller), the per-call
+// timeout as transient, everything else through classify. The response
+// must be complete when call returns: the call's context ends with doCall.
+func doCall[T any](ctx context.Context, provider string, timeout time.Duration,
+	call func(context.Context) (T, error), classify func(error, *callInfo) *Error) (T, error) {
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	callCtx, info := withCallInfo(callCtx)
+	resp, err := call(callCtx)
+	if err == nil {
+		return resp, nil
 	}
-	return context.WithTimeout(ctx, d)
-}
-
-// finishError turns an SDK error into the error Generate returns: the
-// caller's own context error as is (cancellation and its deadline belong
-// to the caller), the per-call timeout as transient, everything else
-// through classify.
-func finishError(ctx, callCtx context.Context, provider string, timeout time.Duration, err error, classify func(error) *Error) error {
+	var zero T
 	if cerr := ctx.Err(); cerr != nil {
-		return cerr
+		return zero, cerr
 	}
 	if callCtx.Err() != nil {
-		return &Error{Provider: provider, Kind: KindTransient, Err: errors.New("no answer within the per-call timeout of " + timeout.String())}
+		return zero, &Error{Provider: provider, Kind: KindTransient, Err: errors.New("no answer within the per-call timeout of " + timeout.String())}
 	}
-	return classify(err)
+	return zero, classify(err, info)
+}
+
+// badOutput is a KindBadOutput error: an answer the caller cannot use.
+func badOutput(provider, format string, args ...any) *Error {
+	return &Error{Provider: provider, Kind: KindBadOutput, Err: fmt.Errorf(format, args...)}
 }
 
 func envFirst(names ...string) string {

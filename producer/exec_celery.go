@@ -21,6 +21,9 @@ type Executor interface {
 	Run(ctx context.Context, units []*Unit, done func(*Unit)) error
 }
 
+// redisBatch is the most tasks sent, or results read, in one pipeline.
+const redisBatch = 1000
+
 // ErrStalled ends a Celery run in which nothing finished for StallTimeout.
 var ErrStalled = errors.New("no task finished for the stall timeout")
 
@@ -115,10 +118,9 @@ func (e *CeleryExecutor) Run(ctx context.Context, units []*Unit, done func(*Unit
 		})
 	}()
 
-	const sendBatch = 1000
-	for start := 0; start < len(units); start += sendBatch {
-		batch := make([]Task, 0, sendBatch)
-		for _, u := range units[start:min(start+sendBatch, len(units))] {
+	for start := 0; start < len(units); start += redisBatch {
+		batch := make([]Task, 0, redisBatch)
+		for _, u := range units[start:min(start+redisBatch, len(units))] {
 			t, err := e.taskFor(u)
 			if err != nil {
 				return err
@@ -159,13 +161,13 @@ func (e *CeleryExecutor) Run(ctx context.Context, units []*Unit, done func(*Unit
 	}
 	sweep := func() error {
 		var todo []string
-		for _, id := range ids {
-			if byID[id].State == StatePending {
-				todo = append(todo, id)
+		for _, u := range units {
+			if u.State == StatePending {
+				todo = append(todo, u.TaskID)
 			}
 		}
-		for start := 0; start < len(todo); start += 1000 {
-			batch := todo[start:min(start+1000, len(todo))]
+		for start := 0; start < len(todo); start += redisBatch {
+			batch := todo[start:min(start+redisBatch, len(todo))]
 			ms, err := e.Client.Backend.GetMany(ctx, batch)
 			if err != nil {
 				return err

@@ -177,7 +177,8 @@ func WriteOutputs(dir, simpleDir string, r *Run) (Files, error) {
 	if err := writeJSON(f.Coverage, coverageStub(r, nil)); err != nil {
 		return f, err
 	}
-	if failures := r.Failures(); len(failures) > 0 {
+	failures := r.Failures()
+	if len(failures) > 0 {
 		f.Failures = base("failures", "csv")
 		if err := writeCSV(f.Failures, []string{"chunk_id", "task_id", "state", "error"}, len(failures), func(i int) []string {
 			x := failures[i]
@@ -186,7 +187,7 @@ func WriteOutputs(dir, simpleDir string, r *Run) (Files, error) {
 			return f, err
 		}
 	}
-	if err := writeJSON(f.Summary, summaryOf(r, f)); err != nil {
+	if err := writeJSON(f.Summary, summaryOf(r, f, pairs, failures)); err != nil {
 		return f, err
 	}
 	if err := writeJSON(f.Manifest, r); err != nil {
@@ -196,10 +197,9 @@ func WriteOutputs(dir, simpleDir string, r *Run) (Files, error) {
 }
 
 // summaryOf is the summary file: the Python keys (the coverage ones as
-// for a skipped analysis), then qagen's accounting.
-func summaryOf(r *Run, f Files) map[string]any {
-	pairs := r.Pairs()
-	failures := r.Failures()
+// for a skipped analysis), then qagen's accounting. pairs and failures are
+// r.Pairs() and r.Failures().
+func summaryOf(r *Run, f Files, pairs []tasks.QAPair, failures []ChunkFailure) map[string]any {
 	if failures == nil {
 		failures = []ChunkFailure{} // [] in the summary, not null
 	}
@@ -245,7 +245,7 @@ func coverageStub(r *Run, analysisErr error) map[string]any {
 // coverage_analyzed true. With a nil report it writes the stub with the
 // analysis error instead, and the summary's coverage_error.
 func WriteCoverage(f Files, rep *coverage.Report, analysisErr error, r *Run) error {
-	summary := summaryOf(r, f)
+	summary := summaryOf(r, f, r.Pairs(), r.Failures())
 	if rep == nil {
 		if analysisErr == nil {
 			analysisErr = errors.New("the coverage analysis did not run")

@@ -70,6 +70,7 @@ func NewPlan(corpus *docs.Corpus, c *chunk.Chunker, opts PlanOptions, now time.T
 		run.Skips = append(run.Skips, Skip{Source: s.Source, Reason: s.Reason})
 	}
 	batch := max(opts.BatchChunks, 1)
+	confs := map[string]json.RawMessage{} // language -> config dict, marshalled once
 	var cur *Unit
 	curLang := ""
 	for _, ch := range all {
@@ -82,9 +83,12 @@ func NewPlan(corpus *docs.Corpus, c *chunk.Chunker, opts PlanOptions, now time.T
 			return nil, fmt.Errorf("chunk %s: %w", ch.ID, err)
 		}
 		if cur == nil || len(cur.Chunks) >= batch || lang != curLang {
-			conf, err := json.Marshal(cfg.WithLang(lang))
-			if err != nil {
-				return nil, err
+			conf, ok := confs[lang]
+			if !ok {
+				if conf, err = json.Marshal(cfg.WithLang(lang)); err != nil {
+					return nil, err
+				}
+				confs[lang] = conf
 			}
 			cur = &Unit{Config: conf, State: StatePending}
 			curLang = lang

@@ -15,14 +15,12 @@ type Progress struct {
 	out      io.Writer
 	terminal bool
 	every    time.Duration
-	now      func() time.Time
 
 	mu        sync.Mutex // guards the fields below
 	total     int
 	succeeded int
 	failed    int
 	retries   int
-	chunks    int // chunks in finished units
 	start     time.Time
 	lastDraw  time.Time
 	lastLen   int
@@ -34,9 +32,7 @@ func NewProgress(out io.Writer, terminal bool, total int) *Progress {
 	if terminal {
 		every = 200 * time.Millisecond
 	}
-	p := &Progress{out: out, terminal: terminal, every: every, now: time.Now, total: total}
-	p.start = p.now()
-	return p
+	return &Progress{out: out, terminal: terminal, every: every, total: total, start: time.Now()}
 }
 
 // Done records a finished unit.
@@ -48,7 +44,6 @@ func (p *Progress) Done(u *Unit) {
 	} else {
 		p.failed++
 	}
-	p.chunks += len(u.ChunkIDs)
 	p.maybeDraw(false)
 }
 
@@ -78,7 +73,7 @@ func (p *Progress) Finish() {
 }
 
 func (p *Progress) maybeDraw(force bool) {
-	now := p.now()
+	now := time.Now()
 	if !force && now.Sub(p.lastDraw) < p.every {
 		return
 	}

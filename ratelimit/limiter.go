@@ -53,10 +53,9 @@ type Config struct {
 type Limiter struct {
 	cfg Config
 
-	mu       sync.Mutex // guards fleet and read
-	fleet    Table
-	read     time.Time
-	readErrs int
+	mu    sync.Mutex // guards fleet and read
+	fleet Table      // the store's limits as last read
+	read  time.Time  // when the last read started
 }
 
 // New returns a limiter.
@@ -76,31 +75,36 @@ func New(cfg Config) *Limiter {
 // Limit returns the limit in force for key: the fleet's (set in the store),
 // else the local one, else the built-in default for the model.
 func (l *Limiter) Limit(ctx context.Context, key Key) Limit {
-	l.mu.Lock()
-	stale := l.fleet == nil || l.cfg.Clock.Now().Sub(l.read) >= l.cfg.Refresh
-	l.mu.Unlock()
-	if stale {
-		if t, err := l.cfg.Store.Limits(ctx); err == nil {
-			l.mu.Lock()
-			l.fleet, l.read, l.readErrs = t, l.cfg.Clock.Now(), 0
-			l.mu.Unlock()
-		} else {
-			l.mu.Lock()
-			l.readErrs++
-			l.mu.Unlock()
-		}
-	}
-	l.mu.Lock()
-	fleet := l.fleet
-	l.mu.Unlock()
-	if lim, ok := fleet[key]; ok {
-		return lim
-	}
-	if lim, ok := fleet[Key{key.Provider, "*"}]; ok {
+	if lim, ok := l.fleetLimits(ctx).Find(key); ok {
 		return lim
 	}
 	lim, _ := l.cfg.Local.Lookup(key)
 	return lim
+}
+
+// fleetLimits returns the fleet's limits, re-read from the store once
+// Refresh has passed: by one caller, while the others go on with the
+// table they have. Until a first read succeeds every caller tries.
+func (l *Limiter) fleetLimits(ctx context.Context) Table {
+	now := l.cfg.Clock.Now()
+	l.mu.Lock()
+	fleet := l.fleet
+	refresh := fleet == nil || now.Sub(l.read) >= l.cfg.Refresh
+	if refresh {
+		l.read = now
+	}
+	l.mu.Unlock()
+	if !refresh {
+		return fleet
+	}
+	t, err := l.cfg.Store.Limits(ctx)
+	if err != nil {
+		return fleet // the last table read, or none: the local limits apply
+	}
+	l.mu.Lock()
+	l.fleet = t
+	l.mu.Unlock()
+	return t
 }
 
 // Ticket is a granted call; Done corrects its token estimate.

@@ -83,15 +83,23 @@ var Defaults = map[Key]Limit{
 // provider/* to the defaults.
 type Table map[Key]Limit
 
-// Lookup finds the limit of a provider and model.
+// Lookup finds the limit of a provider and model: the table's entry, else
+// the built-in default.
 func (t Table) Lookup(k Key) (Limit, bool) {
-	if l, ok := t[k]; ok {
-		return l, true
-	}
-	if l, ok := t[Key{k.Provider, "*"}]; ok {
+	if l, ok := t.Find(k); ok {
 		return l, true
 	}
 	l, ok := Defaults[k]
+	return l, ok
+}
+
+// Find finds the table's own entry for a provider and model: the model's,
+// else the provider's ("provider/*").
+func (t Table) Find(k Key) (Limit, bool) {
+	if l, ok := t[k]; ok {
+		return l, true
+	}
+	l, ok := t[Key{k.Provider, "*"}]
 	return l, ok
 }
 
@@ -126,6 +134,11 @@ func (t Table) Keys() []Key {
 	for k := range t {
 		keys = append(keys, k)
 	}
+	return sortKeys(keys)
+}
+
+// sortKeys orders keys by their "provider/model" form.
+func sortKeys(keys []Key) []Key {
 	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
 	return keys
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"sort"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -359,8 +358,7 @@ func (s *RedisStore) ActiveKeys(ctx context.Context) ([]Key, error) {
 			break
 		}
 	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
-	return keys, nil
+	return sortKeys(keys), nil
 }
 
 // State implements Store.

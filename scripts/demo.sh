@@ -25,8 +25,8 @@ FAKE_ADDR=${QAGEN_DEMO_FAKE_ADDR:-127.0.0.1:18089}
 mkdir -p logs
 export CELERY_BROKER_URL=$BROKER CELERY_RESULT_BACKEND=$BACKEND QAGEN_DEMO_QUEUE=$QUEUE
 
-if ! bin/qagen queues -Q "$QUEUE" >/dev/null 2>&1; then
-  echo "demo: Redis at $(bin/qagen queues -Q "$QUEUE" 2>&1 | tail -1) — start it, or run .ci/run once" >&2
+if ! err=$(bin/qagen queues -Q "$QUEUE" 2>&1); then
+  echo "demo: Redis at $(tail -1 <<<"$err") — start it, or run .ci/run once" >&2
   exit 1
 fi
 
@@ -53,14 +53,17 @@ for _ in $(seq 50); do grep -q "worker ready" "$LOG" && break; sleep 0.1; done
 
 OUT=demo_output
 rm -rf "$OUT"
+# generate ARGS...: qagen generate on the Go worker, output indented.
+generate() {
+  bin/qagen generate --use-celery --queue "$QUEUE" --celery-workers 8 \
+    --output "$OUT/a02" --simple-output-dir "$OUT" -l warning "$@" 2>&1 | sed 's/^/   /'
+}
 echo "==> qagen generate: sample corpora -> chunks -> tasks on the Go worker -> $OUT/"
 echo "--- --input-file testdata/corpus/md (English Markdown; language detected per document)"
-bin/qagen generate --input-file testdata/corpus/md --use-celery --queue "$QUEUE" --celery-workers 8 \
-  --output "$OUT/a02" --simple-output-dir "$OUT" -l warning 2>&1 | sed 's/^/   /'
+generate --input-file testdata/corpus/md
 echo "--- --dataset wikipedia_ja (the Python system's preprocessed CSV, Japanese, first 4 documents)"
 echo "    with --analyze-coverage: chunks and pairs embedded, each chunk scored by its closest pair"
-bin/qagen generate --dataset wikipedia_ja --input-dir testdata/corpus/OUTPUT --max-docs 4 --use-celery --queue "$QUEUE" \
-  --celery-workers 8 --output "$OUT/a02" --simple-output-dir "$OUT" --analyze-coverage -l warning 2>&1 | sed 's/^/   /'
+generate --dataset wikipedia_ja --input-dir testdata/corpus/OUTPUT --max-docs 4 --analyze-coverage
 echo "   $OUT/a02_qa_pairs_wikipedia_ja.csv (what downstream tools read):"
 "$PYTHON" - "$OUT/a02_qa_pairs_wikipedia_ja.csv" <<'PY'
 import csv, sys

@@ -70,13 +70,15 @@ alive() {
 	[ "${s%% *}" != Z ]
 }
 
-# run ARGS...: runs start_celery.sh, sets OUT and RC, echoes the output.
+# capture COMMAND...: runs it, sets OUT and RC, echoes the output.
 OUT="" RC=0
-run() {
-	OUT=$("$SCRIPT" "$@" 2>&1)
+capture() {
+	OUT=$("$@" 2>&1)
 	RC=$?
 	printf '%s\n' "$OUT" | sed 's/^/   | /'
 }
+# run ARGS...: start_celery.sh ARGS under capture.
+run() { capture "$SCRIPT" "$@"; }
 expect_rc() { [ "$RC" -eq "$1" ] || fail "$2: exit $RC, want $1"; }
 expect_out() { grep -q -- "$1" <<<"$OUT" || fail "$2: output lacks '$1'"; }
 
@@ -158,9 +160,7 @@ expect_rc 1 "bad --workers"
 grep -q $'\033' <<<"$OUT" && fail "colour escape codes in non-terminal output"
 
 log "status while stopped (run from another directory)"
-OUT=$(cd / && "$SCRIPT" status -q "$Q" 2>&1)
-RC=$?
-printf '%s\n' "$OUT" | sed 's/^/   | /'
+capture bash -c 'cd / && exec "$0" "$@"' "$SCRIPT" status -q "$Q"
 expect_rc 3 "status stopped"
 expect_out "not running" "status stopped"
 expect_out "Redis: reachable" "status stopped"
@@ -319,9 +319,7 @@ log "stop escalates to a cold shutdown after QAGEN_STOP_TIMEOUT; the message goe
 ID=$(send qagen.sleep --args '[60000]')
 wait_for 10 "the long task to be taken" unacked_is 1
 start=$SECONDS
-OUT=$(QAGEN_STOP_TIMEOUT=1 "$SCRIPT" stop 2>&1)
-RC=$?
-printf '%s\n' "$OUT" | sed 's/^/   | /'
+capture env QAGEN_STOP_TIMEOUT=1 "$SCRIPT" stop
 expect_rc 0 "stop with escalation"
 expect_out "cold shutdown" "stop with escalation"
 ((SECONDS - start < 30)) || fail "escalated stop took $((SECONDS - start)) s"
@@ -332,12 +330,10 @@ unacked_is 0 || fail "unacked after the cold shutdown: $(queue_field unacked)"
 alive "$OTHER_PID" || fail "the escalated stop killed the unrelated worker"
 
 log "purge"
-OUT=$("$QAGEN" purge -Q "$Q" "${P[@]}" </dev/null 2>&1)
-RC=$?
+capture "$QAGEN" purge -Q "$Q" "${P[@]}" </dev/null
 expect_rc 2 "purge without -f and without a terminal"
 waiting_is 1 || fail "purge without -f deleted messages"
-OUT=$("$QAGEN" purge -Q "$Q" -f "${P[@]}" 2>&1)
-RC=$?
+capture "$QAGEN" purge -Q "$Q" -f "${P[@]}"
 expect_rc 0 "purge -f"
 expect_out "Purged 1 message" "purge -f"
 waiting_is 0 || fail "purge left messages"

@@ -322,12 +322,20 @@ func (q *QA) prepare(ctx context.Context, chunks []chunkInput, configRaw json.Ra
 	if model == "" || p.Name() == llm.OfflineName {
 		model = p.DefaultModel() // the offline provider has one model
 	}
-	j := &job{chunks: chunks, config: cfg, provider: p, name: p.Name(), model: model}
-	for _, c := range chunks {
-		j.counts = append(j.counts, pairsFor(c.Tokens, cfg.QAPerChunk))
-	}
-	return j, nil
+	return &job{chunks: chunks, counts: pairCounts(chunks, cfg), config: cfg, provider: p, name: p.Name(), model: model}, nil
 }
+
+// pairCounts is how many pairs each chunk asks for.
+func pairCounts(chunks []chunkInput, cfg configInput) []int {
+	counts := make([]int, len(chunks))
+	for i, c := range chunks {
+		counts[i] = pairsFor(c.Tokens, cfg.QAPerChunk)
+	}
+	return counts
+}
+
+// key is the rate-limit budget the job's calls spend.
+func (j *job) key() ratelimit.Key { return ratelimit.Key{Provider: j.name, Model: j.model} }
 
 // execute makes the LLM call(s) and turns the outcome into the task's
 // result, a retry, or — once retries are used up — the failed contract.
@@ -366,7 +374,7 @@ func (q *QA) execute(ctx context.Context, j *job, batch bool) (QAResult, error) 
 		if pause <= 0 {
 			pause = 2 * time.Second
 		}
-		q.cfg.Limiter.Cooldown(ctx, ratelimit.Key{Provider: j.provider.Name(), Model: j.model}, pause)
+		q.cfg.Limiter.Cooldown(ctx, j.key(), pause)
 	}
 	if kind == llm.KindPermanent || req.Retries >= q.cfg.MaxRetries {
 		log.Error().Err(err).Int("retries", req.Retries).Str("kind", kind.String()).Msg("Q&A generation failed; giving up on these chunks")
@@ -417,9 +425,6 @@ func chunkIDOf(raw json.RawMessage) string {
 	return ""
 }
 
-// generate asks for structured output and, when the provider rejects it or
-// the answer does not parse, asks again in plain text and extracts the JSON
-// (the Python worker's fallback).
 // request builds the LLM request of a job: one chunk, or several in one
 // batch prompt.
 func request(chunks []chunkInput, counts []int, lang, model string, batch bool) llm.Request {
@@ -450,20 +455,21 @@ func EstimateTokens(chunks []json.RawMessage, config json.RawMessage) (int, erro
 	if err != nil {
 		return 0, err
 	}
+	if len(chunks) == 0 {
+		return 0, inputError("no chunks")
+	}
 	in := make([]chunkInput, len(chunks))
-	counts := make([]int, len(chunks))
 	for i, raw := range chunks {
 		if in[i], err = parseChunk(raw, fmt.Sprintf("chunks[%d]", i)); err != nil {
 			return 0, err
 		}
-		counts[i] = pairsFor(in[i].Tokens, cfg.QAPerChunk)
 	}
-	if len(in) == 0 {
-		return 0, inputError("no chunks")
-	}
-	return expectedTokens(request(in, counts, cfg.Lang, "", len(in) > 1)), nil
+	return expectedTokens(request(in, pairCounts(in, cfg), cfg.Lang, "", len(in) > 1)), nil
 }
 
+// generate asks for structured output and, when the provider rejects it or
+// the answer does not parse, asks again in plain text and extracts the JSON
+// (the Python worker's fallback).
 func (q *QA) generate(ctx context.Context, j *job, batch bool, usage *Usage) ([]QAPair, error) {
 	req := request(j.chunks, j.counts, j.config.Lang, j.model, batch)
 	pairs, err := q.call(ctx, j, req, batch, usage)
@@ -484,9 +490,9 @@ func (q *QA) generate(ctx context.Context, j *job, batch bool, usage *Usage) ([]
 
 func (q *QA) call(ctx context.Context, j *job, req llm.Request, batch bool, usage *Usage) ([]QAPair, error) {
 	var ticket ratelimit.Ticket
-	if j.provider.Name() != llm.OfflineName {
+	if j.name != llm.OfflineName {
 		var err error
-		ticket, err = q.cfg.Limiter.Acquire(ctx, ratelimit.Key{Provider: j.provider.Name(), Model: j.model}, expectedTokens(req))
+		ticket, err = q.cfg.Limiter.Acquire(ctx, j.key(), expectedTokens(req))
 		if err != nil {
 			return nil, err
 		}

@@ -59,13 +59,13 @@ func parseChunk(raw json.RawMessage, what string) (chunkInput, error) {
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return c, inputError("%s must be an object (a chunk dict), got %s", what, jsonKind(raw))
 	}
-	if err := str(m, "text", &c.Text, what, true); err != nil {
+	if err := str(m, "text", &c.Text, what); err != nil {
 		return c, err
 	}
 	if strings.TrimSpace(c.Text) == "" {
 		return c, inputError("%s.text is empty", what)
 	}
-	if err := str(m, "id", &c.ID, what, true); err != nil {
+	if err := str(m, "id", &c.ID, what); err != nil {
 		return c, err
 	}
 	c.Tokens = 100
@@ -93,13 +93,11 @@ func parseChunk(raw json.RawMessage, what string) (chunkInput, error) {
 	return c, nil
 }
 
-func str(m map[string]json.RawMessage, key string, dst *string, what string, required bool) error {
+// str reads a required string field of a dict.
+func str(m map[string]json.RawMessage, key string, dst *string, what string) error {
 	v, ok := m[key]
 	if !ok || jsonKind(v) == "null" {
-		if required {
-			return inputError("%s has no %q", what, key)
-		}
-		return nil
+		return inputError("%s has no %q", what, key)
 	}
 	if err := json.Unmarshal(v, dst); err != nil {
 		return inputError("%s.%s must be a string, got %s", what, key, jsonKind(v))
@@ -116,7 +114,7 @@ func parseConfig(raw json.RawMessage) (configInput, error) {
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return c, inputError("config must be an object (the dataset config dict), got %s", jsonKind(raw))
 	}
-	if err := str(m, "lang", &c.Lang, "config", true); err != nil {
+	if err := str(m, "lang", &c.Lang, "config"); err != nil {
 		return c, err
 	}
 	c.Lang = strings.ToLower(strings.TrimSpace(c.Lang))

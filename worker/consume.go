@@ -106,10 +106,12 @@ func (w *Worker) deliver(d broker.Delivery) {
 		return
 	}
 	w.log.Debug().Str("task", msg.Task).Str("id", msg.ID).Msg("received")
-	w.events.task("task-received", map[string]any{
-		"uuid": msg.ID, "name": msg.Name(), "args": msg.ArgsRepr, "kwargs": msg.KwargsRepr,
-		"root_id": nilIfEmpty(msg.RootID), "parent_id": nilIfEmpty(msg.ParentID), "retries": msg.Retries,
-		"eta": timeOrNil(msg.ETA), "expires": timeOrNil(msg.Expires),
+	w.events.task("task-received", func() map[string]any {
+		return map[string]any{
+			"uuid": msg.ID, "name": msg.Name(), "args": msg.ArgsRepr, "kwargs": msg.KwargsRepr,
+			"root_id": nilIfEmpty(msg.RootID), "parent_id": nilIfEmpty(msg.ParentID), "retries": msg.Retries,
+			"eta": timeOrNil(msg.ETA), "expires": timeOrNil(msg.Expires),
+		}
 	})
 	if msg.ETA != nil && msg.ETA.After(now) {
 		// Held ETA tasks do not count against the prefetch window.
@@ -149,7 +151,7 @@ func timeOrNil(t *time.Time) any {
 // transaction as its ack, so nothing is silently lost.
 func (w *Worker) reject(j *job, taskID, task string, exc *celery.Exception, why string) {
 	if taskID != "" {
-		w.events.task("task-failed", map[string]any{"uuid": taskID, "exception": exc.Repr()})
+		w.events.task("task-failed", func() map[string]any { return map[string]any{"uuid": taskID, "exception": exc.Repr()} })
 	}
 	w.log.Error().Str("reason", why).Str("task", task).Str("id", taskID).Str("queue", j.d.Queue).
 		Str("error", exc.Error()).Msg("message rejected; kept in the dead-letter list")

@@ -285,11 +285,17 @@ type revokeArgs struct {
 	Signal    string          `json:"signal"`
 }
 
-func (w *Worker) cmdRevoke(args json.RawMessage) (any, error) {
+func (w *Worker) cmdRevoke(args json.RawMessage) (any, error) { return w.revokeCmd(args, false) }
+
+// cmdTerminate is revoke with terminate set.
+func (w *Worker) cmdTerminate(args json.RawMessage) (any, error) { return w.revokeCmd(args, true) }
+
+func (w *Worker) revokeCmd(args json.RawMessage, terminate bool) (any, error) {
 	var a revokeArgs
 	if err := decodeArgs(args, &a); err != nil {
 		return nil, err
 	}
+	a.Terminate = a.Terminate || terminate
 	ids := idList(a.TaskID)
 	terminated := w.Revoke(a.Terminate, a.Signal, ids...)
 	if a.Terminate {
@@ -320,16 +326,6 @@ func (w *Worker) Revoke(terminate bool, signal string, ids ...string) (terminate
 		}
 	}
 	return terminated
-}
-
-func (w *Worker) cmdTerminate(args json.RawMessage) (any, error) {
-	var a revokeArgs
-	if err := decodeArgs(args, &a); err != nil {
-		return nil, err
-	}
-	a.Terminate = true
-	b, _ := json.Marshal(a)
-	return w.cmdRevoke(b)
 }
 
 func (w *Worker) cmdRateLimit(args json.RawMessage) (any, error) {

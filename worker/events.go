@@ -86,21 +86,18 @@ func (d *dispatcher) shutdown() {
 	}
 }
 
-// send publishes one event of the given type with extra fields. Worker
+// send publishes one event of the given type; fields, a map of the
+// caller's own, is completed with the common fields and encoded. Worker
 // events wait for room in the queue; task events are dropped when it is full.
 func (d *dispatcher) send(eventType string, fields map[string]any, mustSend bool) {
 	now := d.clock.Now()
-	ev := make(map[string]any, len(fields)+6)
-	ev["hostname"] = d.hostname
-	ev["utcoffset"] = celery.UTCOffset(now)
-	ev["pid"] = d.pid
-	ev["clock"] = d.lamport.Add(1)
-	for k, v := range fields {
-		ev[k] = v
-	}
-	ev["timestamp"] = float64(now.UnixMicro()) / 1e6
-	ev["type"] = eventType
-	body, err := json.Marshal(ev)
+	fields["hostname"] = d.hostname
+	fields["utcoffset"] = celery.UTCOffset(now)
+	fields["pid"] = d.pid
+	fields["clock"] = d.lamport.Add(1)
+	fields["timestamp"] = float64(now.UnixMicro()) / 1e6
+	fields["type"] = eventType
+	body, err := json.Marshal(fields)
 	if err != nil {
 		d.log.Error().Err(err).Str("event", eventType).Msg("cannot encode event")
 		return
@@ -119,10 +116,12 @@ func (d *dispatcher) send(eventType string, fields map[string]any, mustSend bool
 	}
 }
 
-// task sends a task event when task events are enabled.
-func (d *dispatcher) task(eventType string, fields map[string]any) {
+// task sends a task event when task events are enabled. fields is only
+// called then: without -E, running a task builds no event (a result's
+// repr, a traceback).
+func (d *dispatcher) task(eventType string, fields func() map[string]any) {
 	if d.taskEvents.Load() {
-		d.send(eventType, fields, false)
+		d.send(eventType, fields(), false)
 	}
 }
 

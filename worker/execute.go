@@ -63,7 +63,9 @@ func (w *Worker) acksLate(j *job) bool {
 // given up while running (hard time limit, cold shutdown); its slot has
 // then been handed over already, or no longer matters.
 func (w *Worker) execute(j *job) bool {
-	hard, soft, ok := w.start(j)
+	ctx, cancel := context.WithCancelCause(w.taskCtx)
+	defer cancel(nil)
+	hard, soft, ok := w.start(j, cancel)
 	if !ok {
 		return false
 	}
@@ -72,11 +74,6 @@ func (w *Worker) execute(j *job) bool {
 		delete(w.running, j)
 		w.mu.Unlock()
 	}()
-	ctx, cancel := context.WithCancelCause(w.taskCtx)
-	defer cancel(nil)
-	w.mu.Lock()
-	j.cancel = cancel
-	w.mu.Unlock()
 	if j.state.Load() != jobActive {
 		return true // terminated before its body started
 	}
@@ -101,20 +98,22 @@ func (w *Worker) execute(j *job) bool {
 	return false
 }
 
-// start moves a job from reserved to active and hands its start-time
-// writes (early ack, STARTED) to the completer. It reports false when the
-// job was given up by a shutdown, or had expired (REVOKED is then stored).
-func (w *Worker) start(j *job) (hard, soft time.Duration, ok bool) {
+// start moves a job from reserved to active, registers it as running with
+// the cancel of its context, and hands its start-time writes (early ack,
+// STARTED) to the completer. It reports false when the job was given up by
+// a shutdown, or had expired or been revoked (REVOKED is then stored).
+func (w *Worker) start(j *job, cancel context.CancelCauseFunc) (hard, soft time.Duration, ok bool) {
 	w.settling.RLock()
 	defer w.settling.RUnlock()
 	msg := j.msg
-	if msg.Expires != nil && !w.clock.Now().Before(*msg.Expires) {
+	now := w.clock.Now()
+	if msg.Expires != nil && !now.Before(*msg.Expires) {
 		if j.state.CompareAndSwap(jobReserved, jobDone) {
 			w.finishRevoked(j, "expired")
 		}
 		return 0, 0, false
 	}
-	if w.revoked.has(w.clock.Now(), msg.ID) {
+	if w.revoked.has(now, msg.ID) {
 		if j.state.CompareAndSwap(jobReserved, jobDone) {
 			w.finishRevoked(j, "revoked")
 		}
@@ -123,8 +122,8 @@ func (w *Worker) start(j *job) (hard, soft time.Duration, ok bool) {
 	if !j.state.CompareAndSwap(jobReserved, jobActive) {
 		return 0, 0, false // restored by a shutdown before it started
 	}
-	j.started = w.clock.Now()
-	w.events.task("task-started", map[string]any{"uuid": msg.ID})
+	j.started = now
+	w.events.task("task-started", func() map[string]any { return map[string]any{"uuid": msg.ID} })
 	hard, soft = w.limits(j)
 	j.req = &Request{
 		ID: msg.ID, Task: msg.Task, Args: msg.Args, Kwargs: msg.Kwargs, Retries: msg.Retries,
@@ -133,6 +132,7 @@ func (w *Worker) start(j *job) (hard, soft time.Duration, ok bool) {
 		Redelivered: msg.Redelivered, TimeLimit: hard, SoftTimeLimit: soft, msg: msg,
 	}
 	w.mu.Lock()
+	j.cancel = cancel
 	w.running[j] = struct{}{}
 	w.mu.Unlock()
 	if !w.acksLate(j) {
@@ -157,16 +157,11 @@ func (w *Worker) armLimits(j *job, cancel context.CancelCauseFunc, hard, soft ti
 	onHard := func() {
 		w.settling.RLock()
 		defer w.settling.RUnlock()
-		if !j.state.CompareAndSwap(jobActive, jobAbandoned) {
+		if !w.abandon(j, cancel, errHardTimeLimit) {
 			return
 		}
-		cancel(errHardTimeLimit)
-		w.mu.Lock()
-		delete(w.running, j)
-		w.mu.Unlock()
 		w.log.Error().Str("task", j.msg.Task).Str("id", j.msg.ID).Dur("limit", hard).
 			Msg("hard time limit exceeded; the task's slot is freed and its result discarded")
-		w.pool.handOver()
 		exc := celery.ErrTimeLimit(hard.Seconds())
 		w.finishFailure(j, exc, "")
 	}
@@ -184,6 +179,23 @@ func (w *Worker) armLimits(j *job, cancel context.CancelCauseFunc, hard, soft ti
 		return w.clock.AfterFunc(hard, onHard)
 	}
 	return nil
+}
+
+// abandon gives up a running job (hard time limit, terminate): its
+// context is cancelled with cause and its slot handed to the next job; its
+// body's outcome will be ignored. It reports false when the job had
+// finished or been given up already. The caller holds settling (read) until
+// it has handed the job's writes to the completer.
+func (w *Worker) abandon(j *job, cancel context.CancelCauseFunc, cause error) bool {
+	if !j.state.CompareAndSwap(jobActive, jobAbandoned) {
+		return false
+	}
+	cancel(cause)
+	w.mu.Lock()
+	delete(w.running, j)
+	w.mu.Unlock()
+	w.pool.handOver()
+	return true
 }
 
 // call runs the task body, turning a panic into an error with its stack.
@@ -216,7 +228,9 @@ func (w *Worker) finish(j *job, res json.RawMessage, err error) {
 		w.count(j)
 		runtime := w.clock.Now().Sub(j.started)
 		w.log.Info().Str("task", msg.Task).Str("id", msg.ID).Float64("runtime_s", runtime.Seconds()).Msg("succeeded")
-		w.events.task("task-succeeded", map[string]any{"uuid": msg.ID, "result": reprResult(res), "runtime": runtime.Seconds()})
+		w.events.task("task-succeeded", func() map[string]any {
+			return map[string]any{"uuid": msg.ID, "result": reprResult(res), "runtime": runtime.Seconds()}
+		})
 		p := persist{publish: w.followUps(j, res)}
 		if !msg.IgnoreResult && !j.def.opts.IgnoreResult {
 			meta := w.meta(j, celery.StateSuccess, res, "")
@@ -229,8 +243,9 @@ func (w *Worker) finish(j *job, res json.RawMessage, err error) {
 	case errors.As(err, &reject):
 		w.count(j)
 		w.log.Warn().Str("task", msg.Task).Str("id", msg.ID).Bool("requeue", reject.Requeue).Str("reason", reject.Reason).Msg("task rejected itself")
-		w.events.task("task-rejected", map[string]any{"uuid": msg.ID, "requeue": reject.Requeue && !j.acked.Load()})
-		if reject.Requeue && !j.acked.Load() {
+		requeue := reject.Requeue && !j.acked.Load()
+		w.events.task("task-rejected", func() map[string]any { return map[string]any{"uuid": msg.ID, "requeue": requeue} })
+		if requeue {
 			j.acked.Store(true)
 			w.completer.submit(persist{requeue: j.d.Tag, after: w.settled(j)})
 			return
@@ -270,7 +285,9 @@ func (w *Worker) settleWith(j *job, p persist) {
 // does) and acks (task_acks_on_failure_or_timeout).
 func (w *Worker) finishFailure(j *job, exc *celery.Exception, traceback string) {
 	w.log.Error().Str("task", j.msg.Task).Str("id", j.msg.ID).Str("error", exc.Error()).Msg("failed")
-	w.events.task("task-failed", map[string]any{"uuid": j.msg.ID, "exception": exc.Repr(), "traceback": traceback})
+	w.events.task("task-failed", func() map[string]any {
+		return map[string]any{"uuid": j.msg.ID, "exception": exc.Repr(), "traceback": traceback}
+	})
 	result, _ := exc.MarshalJSON()
 	meta := w.meta(j, celery.StateFailure, result, traceback)
 	msgs, others := w.failureFollowUps(j, meta)
@@ -285,8 +302,10 @@ func (w *Worker) finishFailure(j *job, exc *celery.Exception, traceback string) 
 func (w *Worker) finishRevoked(j *job, reason string) { w.finishRevokedEvent(j, reason, "") }
 
 func (w *Worker) finishRevokedEvent(j *job, reason, signal string) {
-	w.events.task("task-revoked", map[string]any{"uuid": j.msg.ID, "terminated": reason == "terminated",
-		"signum": signalNumber(signal), "expired": reason == "expired"})
+	w.events.task("task-revoked", func() map[string]any {
+		return map[string]any{"uuid": j.msg.ID, "terminated": reason == "terminated",
+			"signum": signalNumber(signal), "expired": reason == "expired"}
+	})
 	result, _ := celery.ErrRevoked(reason).MarshalJSON()
 	meta := w.meta(j, celery.StateRevoked, result, "")
 	j.state.Store(jobDone)
@@ -354,7 +373,9 @@ func (w *Worker) retry(j *job, r *RetryError) {
 		reason = e.Error()
 	}
 	w.log.Warn().Str("task", msg.Task).Str("id", msg.ID).Int("retries", next.Retries).Time("eta", eta).Str("reason", reason).Msg("retry")
-	w.events.task("task-retried", map[string]any{"uuid": msg.ID, "exception": retryRepr(r, reason), "traceback": goTraceback(j, reason, nil)})
+	w.events.task("task-retried", func() map[string]any {
+		return map[string]any{"uuid": msg.ID, "exception": retryRepr(r, reason), "traceback": goTraceback(j, reason, nil)}
+	})
 	meta := w.meta(j, celery.StateRetry, exc, goTraceback(j, "celery.exceptions.Retry: "+reason, nil))
 	meta.DateDone = nil
 	meta.Children = json.RawMessage("[" + string(celery.ResultTuple(msg.ID)) + "]")

@@ -35,13 +35,12 @@ func (m *mailbox) start() error {
 		cancel()
 		return fmt.Errorf("worker: declare the pidbox binding: %w", err)
 	}
-	var once sync.Once
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		w.broker.Listen(ctx, broker.Listener{
 			Patterns: []string{w.broker.Channel(celery.PidboxExchange, "")},
-			Ready:    func() { once.Do(func() { close(m.ready) }) },
+			Ready:    func() { close(m.ready) }, // called once, on the first connection
 			Handle:   m.handle,
 			OnError: func(err error) {
 				m.log.Warn().Err(err).Msg("remote-control connection lost; reconnecting")

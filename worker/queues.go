@@ -99,16 +99,9 @@ func (w *Worker) terminate(id, signal string) bool {
 	}
 	w.settling.RLock()
 	defer w.settling.RUnlock()
-	if !target.state.CompareAndSwap(jobActive, jobAbandoned) {
+	if !w.abandon(target, cancel, errTerminated) {
 		return false
 	}
-	if cancel != nil {
-		cancel(errTerminated)
-	}
-	w.mu.Lock()
-	delete(w.running, target)
-	w.mu.Unlock()
-	w.pool.handOver()
 	w.log.Warn().Str("task", target.msg.Task).Str("id", id).Str("signal", signal).Msg("task terminated")
 	w.count(target)
 	w.finishRevokedEvent(target, "terminated", signal)

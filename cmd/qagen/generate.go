@@ -15,7 +15,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/qagen/qagen/backend"
-	"github.com/qagen/qagen/broker"
 	"github.com/qagen/qagen/config"
 	"github.com/qagen/qagen/control"
 	"github.com/qagen/qagen/llm"
@@ -41,7 +40,7 @@ func generateCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dataset", Usage: "cc_news, livedoor, wikipedia_ja or japanese_text"},
 			&cli.StringFlag{Name: "input-file", Usage: "a CSV, TXT, JSON, JSONL or Markdown file, or a directory of them"},
-			&cli.StringFlag{Name: "input-dir", Usage: "where the preprocessed dataset CSVs are", Value: "OUTPUT"},
+			&cli.StringFlag{Name: "input-dir", Usage: "where the preprocessed dataset CSVs are", Value: config.DefaultInputDir},
 			&cli.IntFlag{Name: "max-docs", Usage: "use the first N documents (0: all)"},
 			&cli.StringFlag{Name: "txt-mode", Usage: "for .txt inputs: line (one document per line, as the Python system) or file (one document per file, paragraphs kept)", Value: "line"},
 			&cli.StringFlag{Name: "lang", Usage: "force the language of --input-file documents (en or ja; default: detected per document)"},
@@ -58,9 +57,9 @@ func generateCommand() *cli.Command {
 			&cli.IntFlag{Name: "celery-workers", Usage: "worker slots expected by the pre-flight check", Value: 8},
 			&cli.IntFlag{Name: "concurrency", Usage: "tasks run at once in-process", Value: 8},
 			&cli.StringFlag{Name: "queue", Aliases: []string{"Q"}, Usage: "queue of the Celery tasks", Value: d.Queues[0]},
-			&cli.StringFlag{Name: "broker", Value: d.BrokerURL, EnvVars: []string{config.EnvBrokerURL}, DefaultText: rdb.Redact(d.BrokerURL)},
-			&cli.StringFlag{Name: "result-backend", Value: d.BackendURL, EnvVars: []string{config.EnvResultBackend}, DefaultText: rdb.Redact(d.BackendURL)},
-			&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys"},
+			brokerFlag(d),
+			backendFlag(d),
+			keyPrefixFlag(),
 			&cli.DurationFlag{Name: "timeout", Usage: "stop collecting after this long and report what is missing (0: no limit)"},
 			&cli.DurationFlag{Name: "stall-timeout", Usage: "stop when no task has finished for this long", Value: 15 * time.Minute},
 			&cli.BoolFlag{Name: "dry-run", Usage: "chunk, merge and plan without any LLM call; writes chunks_<dataset>_<ts>.jsonl"},
@@ -85,10 +84,7 @@ func runGenerate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	out := c.App.Writer
-	if out == nil {
-		out = os.Stdout
-	}
+	out := writerOf(c)
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// --timeout bounds the collection, not the coverage analysis after it.
@@ -310,30 +306,25 @@ func printPlan(c *cli.Context, out io.Writer, plan *producer.Plan, batch int) {
 // planLimit is the limit the run will be paced at: with --use-celery the
 // fleet's (in Redis, when it answers within 2 s), else the local one.
 func planLimit(c *cli.Context, key ratelimit.Key) (ratelimit.Limit, string) {
-	local, err := localLimits(c, key.Provider)
-	if err != nil {
-		local = ratelimit.Table{}
+	if !c.Bool("use-celery") {
+		local, _ := localLimits(c, key.Provider) // a bad flag fails the real run; here, the defaults
+		lim, _ := local.Lookup(key)
+		return lim, "in-process"
 	}
-	if c.Bool("use-celery") {
-		ctx, cancel := context.WithTimeout(c.Context, 2*time.Second)
-		defer cancel()
-		if store, closeFn, err := limitStore(c); err == nil {
-			defer closeFn()
-			if fleet, err := store.Limits(ctx); err == nil {
-				for _, k := range []ratelimit.Key{key, {Provider: key.Provider, Model: "*"}} {
-					if lim, ok := fleet[k]; ok {
-						return lim, "the fleet's limit"
-					}
-				}
-				lim, _ := ratelimit.Table{}.Lookup(key)
-				return lim, "the workers' default unless they set their own"
+	ctx, cancel := context.WithTimeout(c.Context, 2*time.Second)
+	defer cancel()
+	if store, closeFn, err := limitStore(c); err == nil {
+		defer closeFn()
+		if fleet, err := store.Limits(ctx); err == nil {
+			if lim, ok := fleet.Find(key); ok {
+				return lim, "the fleet's limit"
 			}
+			lim, _ := ratelimit.Table{}.Lookup(key)
+			return lim, "the workers' default unless they set their own"
 		}
-		lim, _ := ratelimit.Table{}.Lookup(key)
-		return lim, "the default; the fleet's limits could not be read"
 	}
-	lim, _ := local.Lookup(key)
-	return lim, "in-process"
+	lim, _ := ratelimit.Table{}.Lookup(key)
+	return lim, "the default; the fleet's limits could not be read"
 }
 
 func modeName(s *producer.Settings) string {
@@ -356,20 +347,12 @@ func localLimiter(c *cli.Context, provider string, log zerolog.Logger) (*ratelim
 
 // localLimits reads --llm-limits and --llm-rpm/--llm-tpm (for provider).
 func localLimits(c *cli.Context, provider string) (ratelimit.Table, error) {
-	local := ratelimit.Table{}
-	if path := c.String("llm-limits"); path != "" {
-		t, err := ratelimit.LoadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		local = t
+	local, lim, err := llmLimitFlags(c)
+	if err != nil {
+		return nil, err
 	}
-	rpm, tpm := c.Int("llm-rpm"), c.Int("llm-tpm")
-	if rpm < 0 || tpm < 0 {
-		return nil, fmt.Errorf("--llm-rpm and --llm-tpm must not be negative")
-	}
-	if rpm > 0 || tpm > 0 {
-		local[ratelimit.Key{Provider: provider, Model: "*"}] = ratelimit.Limit{RPM: rpm, TPM: tpm}
+	if !lim.Unlimited() {
+		local[ratelimit.Key{Provider: provider, Model: "*"}] = lim
 	}
 	return local, nil
 }
@@ -395,18 +378,21 @@ func executorFor(ctx context.Context, c *cli.Context, s *producer.Settings, log 
 		qa := tasks.NewQA(tasks.QAConfig{Provider: providers.Get, DefaultProvider: name, Logger: log, Limiter: limiter})
 		return &producer.LocalExecutor{QA: qa, Concurrency: c.Int("concurrency"), Model: s.Model, Provider: name, Log: log}, func() {}, nil
 	}
-	brokerOpts, err := rdb.ParseURL(c.String("broker"))
+	b, brokerOpts, err := dialBroker(c, rdb.PoolOptions{MaxIdle: 8})
 	if err != nil {
 		return nil, nil, err
 	}
 	backendOpts, err := rdb.ParseURL(c.String("result-backend"))
 	if err != nil {
+		b.Pool().Close()
 		return nil, nil, err
 	}
-	bp := brokerOpts.NewPool(rdb.PoolOptions{MaxIdle: 8})
-	rp := backendOpts.NewPool(rdb.PoolOptions{MaxIdle: 8})
-	closeAll := func() { bp.Close(); rp.Close() }
-	b := broker.New(bp, broker.Options{DB: brokerOpts.DB, KeyPrefix: c.String("key-prefix")})
+	// One pool when the results live in the broker's database, as the worker.
+	rp := b.Pool()
+	if !backendOpts.SameDatabase(brokerOpts) {
+		rp = backendOpts.NewPool(rdb.PoolOptions{MaxIdle: 8})
+	}
+	closeAll := func() { b.Pool().Close(); rp.Close() } // closing a pool twice is harmless
 	client := producer.New(b, backend.New(rp, backend.Options{}))
 	// Pre-flight, as the Python producer: broadcast stats, sum the pools.
 	ctl := control.New(b)

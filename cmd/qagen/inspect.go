@@ -20,6 +20,7 @@ import (
 	"github.com/qagen/qagen/broker"
 	"github.com/qagen/qagen/config"
 	"github.com/qagen/qagen/control"
+	"github.com/qagen/qagen/ratelimit"
 	"github.com/qagen/qagen/rdb"
 )
 
@@ -144,10 +145,9 @@ func strtobool(s string) (bool, error) {
 
 // remoteFlags are the options of inspect, control and status.
 func remoteFlags(extra ...cli.Flag) []cli.Flag {
-	d := config.DefaultWorker()
 	return append([]cli.Flag{
-		&cli.StringFlag{Name: "broker", Usage: "broker URL", Value: d.BrokerURL, EnvVars: []string{config.EnvBrokerURL}, DefaultText: rdb.Redact(d.BrokerURL)},
-		&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys (the workers')"},
+		brokerFlag(config.DefaultWorker()),
+		keyPrefixFlag(),
 		&cli.StringFlag{Name: "destination", Aliases: []string{"d"}, Usage: "comma-separated nodenames (default: every worker)"},
 		&cli.Float64Flag{Name: "timeout", Aliases: []string{"t"}, Usage: "seconds to wait for the next reply", Value: 1.0},
 		&cli.BoolFlag{Name: "json", Aliases: []string{"j"}, Usage: "print the replies as JSON"},
@@ -193,25 +193,25 @@ func statusCommand() *cli.Command {
 
 // remote is one command-line broadcast.
 type remote struct {
+	b      *broker.Broker
 	client *control.Client
 	opts   control.Options
 	json   bool
 	out    io.Writer
-	close  func()
 }
 
 func openRemote(c *cli.Context) (*remote, error) {
-	brokerOpts, err := rdb.ParseURL(c.String("broker"))
+	b, _, err := dialBroker(c, rdb.PoolOptions{MaxIdle: 2})
 	if err != nil {
 		return nil, err
 	}
 	timeout := secondsFlag(c.Float64("timeout"))
 	if timeout <= 0 {
+		b.Pool().Close()
 		return nil, fmt.Errorf("--timeout must be positive, got %g", c.Float64("timeout"))
 	}
-	pool := brokerOpts.NewPool(rdb.PoolOptions{MaxIdle: 2})
-	b := broker.New(pool, broker.Options{DB: brokerOpts.DB, KeyPrefix: c.String("key-prefix")})
-	r := &remote{
+	return &remote{
+		b:      b,
 		client: control.New(b),
 		opts: control.Options{
 			Destination: splitList(c.String("destination")),
@@ -219,15 +219,12 @@ func openRemote(c *cli.Context) (*remote, error) {
 			Matcher:     c.String("matcher"),
 			Timeout:     timeout,
 		},
-		json:  c.Bool("json"),
-		out:   c.App.Writer,
-		close: func() { pool.Close() },
-	}
-	if r.out == nil {
-		r.out = os.Stdout
-	}
-	return r, nil
+		json: c.Bool("json"),
+		out:  writerOf(c),
+	}, nil
 }
+
+func (r *remote) close() { r.b.Pool().Close() }
 
 // extraArgs merges --args (a JSON object) over the compiled arguments.
 func extraArgs(c *cli.Context, args map[string]any) error {
@@ -270,7 +267,9 @@ func contextOf(c *cli.Context) context.Context {
 	return context.Background()
 }
 
-func splitCommand(c *cli.Context, kind string, table map[string]panelCommand) (string, panelCommand, []string, error) {
+// parseCommand reads the command of table named by the first argument
+// and compiles the rest into its arguments.
+func parseCommand(c *cli.Context, kind string, table map[string]panelCommand) (string, panelCommand, map[string]any, error) {
 	if c.NArg() == 0 {
 		return "", panelCommand{}, nil, fmt.Errorf("%s needs a command: %s", kind, commandNames(table))
 	}
@@ -279,15 +278,12 @@ func splitCommand(c *cli.Context, kind string, table map[string]panelCommand) (s
 	if !ok {
 		return "", panelCommand{}, nil, fmt.Errorf("unknown %s command %q (one of %s)", kind, method, commandNames(table))
 	}
-	return method, p, c.Args().Tail(), nil
+	args, err := p.compile(method, c.Args().Tail())
+	return method, p, args, err
 }
 
 func runInspect(c *cli.Context) error {
-	method, p, positional, err := splitCommand(c, "inspect", inspectCommands)
-	if err != nil {
-		return err
-	}
-	args, err := p.compile(method, positional)
+	method, _, args, err := parseCommand(c, "inspect", inspectCommands)
 	if err != nil {
 		return err
 	}
@@ -317,19 +313,14 @@ func runStatus(c *cli.Context) error {
 		return err
 	}
 	if !r.json {
-		fleetLimits(c, r.out)
+		fleetLimits(contextOf(c), r.out, limitStoreOf(r.b))
 	}
 	return nil
 }
 
 // fleetLimits adds the fleet-wide LLM limits and pauses to `qagen status`.
-func fleetLimits(c *cli.Context, out io.Writer) {
-	store, closeFn, err := limitStore(c)
-	if err != nil {
-		return
-	}
-	defer closeFn()
-	fleet, err := store.Limits(c.Context)
+func fleetLimits(ctx context.Context, out io.Writer, store *ratelimit.RedisStore) {
+	fleet, err := store.Limits(ctx)
 	if err != nil {
 		return
 	}
@@ -341,14 +332,15 @@ func fleetLimits(c *cli.Context, out io.Writer) {
 			fmt.Fprintf(out, "  %-36s %s\n", k, fleet[k])
 		}
 	}
-	active, err := store.ActiveKeys(c.Context)
-	if err != nil {
+	active, err := store.ActiveKeys(ctx)
+	if err != nil || len(active) == 0 {
 		return
 	}
+	_, _ = store.SyncClock(ctx) // pauses shown on Redis's clock; a failure shows up in the next call
 	now := time.Now()
 	for _, k := range active {
-		if note := stateNote(c, store, k, now); note != "" {
-			fmt.Fprintf(out, "  %-36s %s\n", k, note[2:])
+		if note := stateNote(ctx, store, k, now); note != "" {
+			fmt.Fprintf(out, "  %-36s %s\n", k, note)
 		}
 	}
 }
@@ -370,11 +362,7 @@ func (r *remote) summarize(replies map[string]json.RawMessage, err error) error 
 }
 
 func runControl(c *cli.Context) error {
-	method, p, positional, err := splitCommand(c, "control", controlCommands)
-	if err != nil {
-		return err
-	}
-	args, err := p.compile(method, positional)
+	method, p, args, err := parseCommand(c, "control", controlCommands)
 	if err != nil {
 		return err
 	}

@@ -7,14 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
-	"github.com/mattn/go-isatty"
 	"github.com/urfave/cli/v2"
 
 	"github.com/qagen/qagen/broker"
@@ -32,9 +30,9 @@ func queuesCommand() *cli.Command {
 			"without the remote-control and event bindings) plus qa_generation. Exits 1 when\n" +
 			"the broker cannot be reached.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "broker", Usage: "broker URL", Value: d.BrokerURL, EnvVars: []string{config.EnvBrokerURL}, DefaultText: rdb.Redact(d.BrokerURL)},
+			brokerFlag(d),
 			&cli.StringFlag{Name: "queues", Aliases: []string{"Q"}, Usage: "comma-separated queues (default: every declared queue and qa_generation)"},
-			&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys"},
+			keyPrefixFlag(),
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		},
 		Action: runQueues,
@@ -50,9 +48,9 @@ func purgeCommand() *cli.Command {
 			"(unacked), other queues, results and the dead-letter list are left alone. Asks for\n" +
 			"confirmation when stdin is a terminal; without a terminal it refuses unless -f is given.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "broker", Usage: "broker URL", Value: d.BrokerURL, EnvVars: []string{config.EnvBrokerURL}, DefaultText: rdb.Redact(d.BrokerURL)},
+			brokerFlag(d),
 			&cli.StringFlag{Name: "queues", Aliases: []string{"Q"}, Usage: "comma-separated queues to purge (required)"},
-			&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys"},
+			keyPrefixFlag(),
 			&cli.BoolFlag{Name: "force", Aliases: []string{"f"}, Usage: "do not ask for confirmation"},
 		},
 		Action: runPurge,
@@ -86,16 +84,15 @@ type queuesReport struct {
 // openBroker connects to the broker of a command's --broker/--key-prefix
 // flags and checks that it answers.
 func openBroker(c *cli.Context) (*broker.Broker, rdb.Options, error) {
-	opts, err := rdb.ParseURL(c.String("broker"))
+	b, opts, err := dialBroker(c, rdb.PoolOptions{MaxIdle: 2, ReadTimeout: 10 * time.Second})
 	if err != nil {
 		return nil, opts, err
 	}
-	pool := opts.NewPool(rdb.PoolOptions{MaxIdle: 2, ReadTimeout: 10 * time.Second})
-	if err := ping(c.Context, pool); err != nil {
-		pool.Close()
+	if err := ping(c.Context, b.Pool()); err != nil {
+		b.Pool().Close()
 		return nil, opts, fmt.Errorf("broker %s: %w", opts, err)
 	}
-	return broker.New(pool, broker.Options{DB: opts.DB, KeyPrefix: c.String("key-prefix")}), opts, nil
+	return b, opts, nil
 }
 
 func runQueues(c *cli.Context) error {
@@ -338,11 +335,7 @@ func oldestUnackedAge(ctx context.Context, b *broker.Broker, now time.Time) (*fl
 }
 
 // Test hooks: whether purge may ask on its input, and the answer reader.
-var isInteractive = func(r io.Reader) bool {
-	f, ok := r.(*os.File)
-	// Not isTerminal: /dev/null is a character device too.
-	return ok && isatty.IsTerminal(f.Fd())
-}
+var isInteractive = func(r io.Reader) bool { return isTerminal(r) }
 
 func runPurge(c *cli.Context) error {
 	if c.NArg() > 0 {

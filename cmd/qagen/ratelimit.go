@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -16,17 +19,14 @@ import (
 
 func ratelimitCommand() *cli.Command {
 	d := config.DefaultWorker()
-	common := []cli.Flag{
-		&cli.StringFlag{Name: "broker", Value: d.BrokerURL, EnvVars: []string{config.EnvBrokerURL}, DefaultText: rdb.Redact(d.BrokerURL)},
-		&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys"},
-	}
+	common := []cli.Flag{brokerFlag(d), keyPrefixFlag()}
 	return &cli.Command{
 		Name:  "ratelimit",
 		Usage: "show or change the fleet-wide LLM rate limits (requests and tokens per minute, shared through Redis)",
 		Subcommands: []*cli.Command{
 			{
 				Name: "show", Usage: "limits in force and each model's current pause and budget use",
-				Flags: common, Action: func(c *cli.Context) error { return showLimits(c, c.App.Writer) },
+				Flags: common, Action: func(c *cli.Context) error { return showLimits(c, writerOf(c)) },
 			},
 			{
 				Name: "set", Usage: "set a limit for every worker at once, e.g. set gemini/gemini-2.0-flash --rpm 120 --tpm 100000",
@@ -37,31 +37,27 @@ func ratelimitCommand() *cli.Command {
 					&cli.Float64Flag{Name: "burst", Usage: "seconds of budget that may be spent at once", Value: 1},
 				}, common...),
 				Action: func(c *cli.Context) error {
-					key, store, err := limitTarget(c)
-					if err != nil {
-						return err
-					}
 					lim := ratelimit.Limit{RPM: c.Int("rpm"), TPM: c.Int("tpm"), BurstSeconds: c.Float64("burst")}
-					if err := store.SetLimit(c.Context, key, lim); err != nil {
-						return err
-					}
-					fmt.Fprintf(writerOf(c), "%s: %s (every worker applies it within 2 s)\n", key, lim)
-					return nil
+					return onLimitTarget(c, func(key ratelimit.Key, store *ratelimit.RedisStore) error {
+						if err := store.SetLimit(c.Context, key, lim); err != nil {
+							return err
+						}
+						fmt.Fprintf(writerOf(c), "%s: %s (every worker applies it within 2 s)\n", key, lim)
+						return nil
+					})
 				},
 			},
 			{
 				Name: "unset", Usage: "remove a fleet-wide limit (workers fall back to their own settings and the defaults)",
 				ArgsUsage: "PROVIDER/MODEL", Flags: common,
 				Action: func(c *cli.Context) error {
-					key, store, err := limitTarget(c)
-					if err != nil {
-						return err
-					}
-					if err := store.DeleteLimit(c.Context, key); err != nil {
-						return err
-					}
-					fmt.Fprintf(writerOf(c), "%s: fleet-wide limit removed\n", key)
-					return nil
+					return onLimitTarget(c, func(key ratelimit.Key, store *ratelimit.RedisStore) error {
+						if err := store.DeleteLimit(c.Context, key); err != nil {
+							return err
+						}
+						fmt.Fprintf(writerOf(c), "%s: fleet-wide limit removed\n", key)
+						return nil
+					})
 				},
 			},
 		},
@@ -75,32 +71,56 @@ func writerOf(c *cli.Context) io.Writer {
 	return os.Stdout
 }
 
-func limitStore(c *cli.Context) (*ratelimit.RedisStore, func(), error) {
-	opts, err := rdb.ParseURL(c.String("broker"))
+// limitStoreOf is the fleet's rate-limit store: on the broker's Redis,
+// under its key prefix, where every worker's limiter keeps it.
+func limitStoreOf(b *broker.Broker) *ratelimit.RedisStore {
+	return ratelimit.NewRedisStore(b.Pool(), b.Key(ratelimit.DefaultPrefix))
+}
+
+// limitStore opens the store of --broker/--key-prefix; closeFn releases
+// its pool.
+func limitStore(c *cli.Context) (store *ratelimit.RedisStore, closeFn func(), err error) {
+	b, _, err := dialBroker(c, rdb.PoolOptions{})
 	if err != nil {
 		return nil, nil, err
 	}
-	pool := opts.NewPool(rdb.PoolOptions{})
-	b := broker.New(pool, broker.Options{DB: opts.DB, KeyPrefix: c.String("key-prefix")})
-	store := ratelimit.NewRedisStore(pool, b.Key(ratelimit.DefaultPrefix))
-	_, _ = store.SyncClock(c.Context) // pauses shown on Redis's clock; a failure shows up in the next call
-	return store, func() { pool.Close() }, nil
+	return limitStoreOf(b), func() { b.Pool().Close() }, nil
 }
 
-func limitTarget(c *cli.Context) (ratelimit.Key, *ratelimit.RedisStore, error) {
+// onLimitTarget runs fn on the PROVIDER/MODEL argument and the store.
+func onLimitTarget(c *cli.Context, fn func(ratelimit.Key, *ratelimit.RedisStore) error) error {
 	if c.NArg() != 1 {
-		return ratelimit.Key{}, nil, fmt.Errorf("want one PROVIDER/MODEL, got %d arguments", c.NArg())
+		return fmt.Errorf("want one PROVIDER/MODEL, got %d arguments", c.NArg())
 	}
 	key, err := ratelimit.ParseKey(c.Args().First())
 	if err != nil {
-		return key, nil, err
+		return err
 	}
 	store, closeFn, err := limitStore(c)
 	if err != nil {
-		return key, nil, err
+		return err
 	}
-	go func() { <-c.Context.Done(); closeFn() }()
-	return key, store, nil
+	defer closeFn()
+	return fn(key, store)
+}
+
+// llmLimitFlags reads --llm-limits and --llm-rpm/--llm-tpm, shared by the
+// worker and in-process generation: the file's table, and the limit the
+// two flags set for a whole provider (unlimited when neither is given).
+func llmLimitFlags(c *cli.Context) (ratelimit.Table, ratelimit.Limit, error) {
+	table := ratelimit.Table{}
+	if path := c.String("llm-limits"); path != "" {
+		t, err := ratelimit.LoadFile(path)
+		if err != nil {
+			return nil, ratelimit.Limit{}, err
+		}
+		table = t
+	}
+	lim := ratelimit.Limit{RPM: c.Int("llm-rpm"), TPM: c.Int("llm-tpm")}
+	if lim.RPM < 0 || lim.TPM < 0 {
+		return nil, ratelimit.Limit{}, errors.New("--llm-rpm and --llm-tpm must not be negative")
+	}
+	return table, lim, nil
 }
 
 // showLimits prints the fleet's limits, the defaults, and the state of
@@ -111,7 +131,8 @@ func showLimits(c *cli.Context, out io.Writer) error {
 		return err
 	}
 	defer closeFn()
-	fleet, err := store.Limits(c.Context)
+	ctx := c.Context
+	fleet, err := store.Limits(ctx)
 	if err != nil {
 		return fmt.Errorf("read the fleet's limits: %w", err)
 	}
@@ -119,18 +140,19 @@ func showLimits(c *cli.Context, out io.Writer) error {
 	if len(fleet) == 0 {
 		fmt.Fprintln(out, "  none set: workers use their --llm-rpm/--llm-tpm/--llm-limits, else the defaults below")
 	}
-	now := time.Now()
 	for _, k := range fleet.Keys() {
 		fmt.Fprintf(out, "  %-36s %s\n", k, fleet[k])
 	}
-	if active, err := store.ActiveKeys(c.Context); err == nil && len(active) > 0 {
+	if active, err := store.ActiveKeys(ctx); err == nil && len(active) > 0 {
+		_, _ = store.SyncClock(ctx) // pauses shown on Redis's clock; a failure shows up in the next call
+		now := time.Now()
 		fmt.Fprintln(out, "in use (models called in the last hour):")
 		for _, k := range active {
-			note := stateNote(c, store, k, now)
+			note := stateNote(ctx, store, k, now)
 			if note == "" {
-				note = "; idle"
+				note = "idle"
 			}
-			fmt.Fprintf(out, "  %-36s %s\n", k, note[2:])
+			fmt.Fprintf(out, "  %-36s %s\n", k, note)
 		}
 	}
 	fmt.Fprintln(out, "defaults (first paid tier):")
@@ -144,17 +166,18 @@ func showLimits(c *cli.Context, out io.Writer) error {
 	return nil
 }
 
-func stateNote(c *cli.Context, store *ratelimit.RedisStore, k ratelimit.Key, now time.Time) string {
-	st, err := store.State(c.Context, k, now)
+// stateNote describes k's pause and budget use ("" when idle).
+func stateNote(ctx context.Context, store *ratelimit.RedisStore, k ratelimit.Key, now time.Time) string {
+	st, err := store.State(ctx, k, now)
 	if err != nil {
 		return ""
 	}
-	note := ""
+	var notes []string
 	if st.CooldownLeft > 0 {
-		note += fmt.Sprintf("; PAUSED for %s after a 429", st.CooldownLeft.Round(100*time.Millisecond))
+		notes = append(notes, fmt.Sprintf("PAUSED for %s after a 429", st.CooldownLeft.Round(100*time.Millisecond)))
 	}
 	if st.RequestsAhead > 0 || st.TokensAhead > 0 {
-		note += fmt.Sprintf("; budget in use: requests %s, tokens %s ahead", st.RequestsAhead.Round(time.Millisecond), st.TokensAhead.Round(time.Millisecond))
+		notes = append(notes, fmt.Sprintf("budget in use: requests %s, tokens %s ahead", st.RequestsAhead.Round(time.Millisecond), st.TokensAhead.Round(time.Millisecond)))
 	}
-	return note
+	return strings.Join(notes, "; ")
 }

@@ -35,8 +35,8 @@ func workerCommand() *cli.Command {
 		Name:  "worker",
 		Usage: "consume Celery tasks from Redis (drop-in for `celery -A celery_tasks worker`)",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "broker", Usage: "broker URL", Value: d.BrokerURL, EnvVars: []string{config.EnvBrokerURL}, DefaultText: rdb.Redact(d.BrokerURL)},
-			&cli.StringFlag{Name: "result-backend", Usage: "result backend URL", Value: d.BackendURL, EnvVars: []string{config.EnvResultBackend}, DefaultText: rdb.Redact(d.BackendURL)},
+			brokerFlag(d),
+			backendFlag(d),
 			&cli.StringFlag{Name: "queues", Aliases: []string{"Q"}, Usage: "comma-separated queues", Value: strings.Join(d.Queues, ",")},
 			&cli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Usage: "tasks run at once", Value: d.Concurrency, EnvVars: []string{"QAGEN_CONCURRENCY"}},
 			&cli.StringFlag{Name: "hostname", Aliases: []string{"n"}, Usage: "nodename (%h host, %n short host, %d domain)", Value: d.Hostname},
@@ -54,7 +54,7 @@ func workerCommand() *cli.Command {
 			&cli.BoolFlag{Name: "result-extended", Usage: "store name, args, kwargs, worker, retries and queue with results"},
 			&cli.BoolFlag{Name: "track-started", Usage: "store STARTED before a task runs"},
 			&cli.StringFlag{Name: "timezone", Usage: "app timezone for date_done and retry ETAs", Value: d.Timezone, EnvVars: []string{"QAGEN_TIMEZONE"}},
-			&cli.StringFlag{Name: "key-prefix", Usage: "kombu global_keyprefix of broker keys"},
+			keyPrefixFlag(),
 			&cli.Float64Flag{Name: "shutdown-timeout", Usage: "seconds a warm shutdown waits for running tasks (0: hard time limit + 10 s)"},
 			&cli.BoolFlag{Name: "events", Aliases: []string{"E"}, Usage: "send task events (celery -E)", EnvVars: []string{"QAGEN_TASK_EVENTS"}},
 			&cli.Float64Flag{Name: "heartbeat-interval", Usage: "seconds between worker-heartbeat events", Value: 2},
@@ -260,15 +260,11 @@ func ping(ctx context.Context, p *redis.Pool) error {
 // --llm-rpm/--llm-tpm are written to Redis, so every worker of the fleet
 // uses them (and `qagen ratelimit set` changes them at run time).
 func newLimiter(c *cli.Context, b *broker.Broker, force string, log zerolog.Logger) (*ratelimit.Limiter, error) {
-	local := ratelimit.Table{}
-	if path := c.String("llm-limits"); path != "" {
-		t, err := ratelimit.LoadFile(path)
-		if err != nil {
-			return nil, err
-		}
-		local = t
+	local, lim, err := llmLimitFlags(c)
+	if err != nil {
+		return nil, err
 	}
-	store := ratelimit.NewRedisStore(b.Pool(), b.Key(ratelimit.DefaultPrefix))
+	store := limitStoreOf(b)
 	// Budgets and pauses live on Redis's clock: hosts whose clocks differ
 	// still share them. Re-measured every few minutes (clocks drift).
 	syncClock := func() {
@@ -293,17 +289,12 @@ func newLimiter(c *cli.Context, b *broker.Broker, force string, log zerolog.Logg
 			}
 		}
 	}()
-	rpm, tpm := c.Int("llm-rpm"), c.Int("llm-tpm")
-	if rpm < 0 || tpm < 0 {
-		return nil, fmt.Errorf("--llm-rpm and --llm-tpm must not be negative")
-	}
-	if rpm > 0 || tpm > 0 {
+	if !lim.Unlimited() {
 		provider := force
 		if provider == "" {
 			provider = llm.ResolveName("")
 		}
 		key := ratelimit.Key{Provider: provider, Model: "*"}
-		lim := ratelimit.Limit{RPM: rpm, TPM: tpm}
 		if err := store.SetLimit(c.Context, key, lim); err != nil {
 			return nil, fmt.Errorf("set the fleet's LLM limit: %w", err)
 		}

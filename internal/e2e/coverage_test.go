@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/qagen/qagen/internal/testenv"
-	"github.com/qagen/qagen/llm/fakellm"
 )
 
 // coverageFile is the part of coverage_<dataset>_<ts>.json the tests read.
@@ -109,21 +107,6 @@ func checkCoverage(t *testing.T, c coverageFile, chunks, pairs int, threshold fl
 	if c.ChunkAnalysis.Summary.TotalChunks != chunks || c.ChunkAnalysis.Summary.ThresholdUsed != threshold || c.ChunkAnalysis.Summary.Insights == nil {
 		t.Errorf("summary %+v", c.ChunkAnalysis.Summary)
 	}
-}
-
-// fakeStats reads a fake-llm process's counters.
-func (f *fakeLLM) stats(t *testing.T) fakellm.Stats {
-	t.Helper()
-	resp, err := http.Get("http://" + f.addr + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var st fakellm.Stats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
-	return st
 }
 
 // TestGenerateCoverage: --analyze-coverage in-process with the fake Gemini

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,32 +92,23 @@ type fakeLLM struct {
 
 func startFake(t *testing.T, tag string, flags ...string) *fakeLLM {
 	t.Helper()
-	argv := append([]string{qagenBin, "fake-llm", "--addr", "127.0.0.1:0", "--log-format", "json"}, flags...)
-	p := startProc(t, "fake-llm-"+tag, moduleRoot, cleanEnv(), argv...)
-	line := p.WaitLog(t, `"fake LLM API listening"`, 15*time.Second)
-	var l struct {
-		Addr string `json:"addr"`
-	}
-	if err := json.Unmarshal([]byte(line), &l); err != nil || l.Addr == "" {
-		t.Fatalf("fake-llm address from %q: %v", line, err)
-	}
-	return &fakeLLM{proc: p, addr: l.Addr}
+	p, addr := testenv.StartFakeLLM(t, tag, qagenBin, moduleRoot, cleanEnv(), flags...)
+	return &fakeLLM{proc: p, addr: addr}
 }
 
-// requests is the number of API requests the fake has answered (GET /stats).
+// stats reads the fake's counters (GET /stats).
+func (f *fakeLLM) stats(t *testing.T) fakellm.Stats {
+	t.Helper()
+	var st fakellm.Stats
+	testenv.GetJSON(t, "http://"+f.addr+"/stats", &st)
+	return st
+}
+
+// requests is the number of API requests the fake has answered.
 func (f *fakeLLM) requests(t *testing.T) int64 {
 	t.Helper()
-	resp, err := http.Get("http://" + f.addr + "/stats")
-	if err != nil {
-		t.Fatalf("fake-llm /stats: %v", err)
-	}
-	defer resp.Body.Close()
-	var st fakellm.Stats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatal(err)
-	}
 	var n int64
-	for _, v := range st.Requests {
+	for _, v := range f.stats(t).Requests {
 		n += v
 	}
 	return n
@@ -236,8 +226,7 @@ func readOutputs(t *testing.T, dir, dataset, id string) outputs {
 		if len(runs) == 0 {
 			t.Fatalf("no run manifest in %s", dir)
 		}
-		last := runs[len(runs)-1]
-		id = strings.TrimSuffix(strings.TrimPrefix(filepath.Base(last), "run_"+dataset+"_"), ".json")
+		id = runIDOf(runs[len(runs)-1], dataset)
 	}
 	name := func(kind, ext string) string { return filepath.Join(dir, kind+"_"+dataset+"_"+id+"."+ext) }
 	o := outputs{runID: id}

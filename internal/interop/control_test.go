@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -105,19 +106,25 @@ func expectReply(t testing.TB, what string, r controlReplies, node, want string)
 	}
 }
 
+// revokedReply is a worker's reply to revoke(id).
+func revokedReply(id string) string { return fmt.Sprintf(`{"ok": "tasks %s flagged as revoked"}`, id) }
+
+// revoke revokes id on node with app.control.revoke and checks the reply.
+func (e *env) revoke(t testing.TB, node, id string) {
+	t.Helper()
+	var rev struct {
+		Replies controlReplies `json:"replies"`
+	}
+	e.control(t, 30*time.Second, &rev, "control", node, "revoke", mustJSON([]string{id}))
+	expectReply(t, "revoke", rev.Replies, node, revokedReply(id))
+}
+
 func mustJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Sprintf("%#v", v)
 	}
 	return string(b)
-}
-
-func decodeInto(t testing.TB, raw json.RawMessage, v any) {
-	t.Helper()
-	if err := json.Unmarshal(raw, v); err != nil {
-		t.Fatalf("decode %s: %v", abbreviate(string(raw), 500), err)
-	}
 }
 
 // expectRevoked checks a task that ended REVOKED with TaskRevokedError(reason).
@@ -214,9 +221,9 @@ func (e *env) startScript(t *testing.T, timeout time.Duration, script string, ar
 	return s
 }
 
-// next returns the next JSON line, failing on a script error, on end of
-// output or after timeout.
-func (s *pyStream) next(t testing.TB, timeout time.Duration) map[string]json.RawMessage {
+// next returns the next line, a JSON object, failing on a script error, on
+// end of output or after timeout.
+func (s *pyStream) next(t testing.TB, timeout time.Duration) json.RawMessage {
 	t.Helper()
 	select {
 	case line, ok := <-s.lines:
@@ -234,7 +241,7 @@ func (s *pyStream) next(t testing.TB, timeout time.Duration) map[string]json.Raw
 		if testing.Verbose() {
 			t.Logf("%s -> %s", s.name, abbreviate(string(line), 1500))
 		}
-		return m
+		return line
 	case <-time.After(timeout):
 		t.Fatalf("%s printed nothing for %s\nstderr:\n%s", s.name, timeout, s.stderr.String())
 	}
@@ -272,18 +279,16 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 		"--acks-late", "--prefetch-multiplier", "2")
 	host := w.hostname
 	dest := []string{"-d", host, "-t", "5"}
+	// cli runs `celery ARGS... -d <worker> -t 5 -j` (see celeryJSON).
+	cli := func(t testing.TB, out any, args ...string) string {
+		t.Helper()
+		return e.celeryJSON(t, out, append(args, dest...)...)
+	}
 
 	// Tasks that finish, for the totals of stats.
-	var done struct {
-		IDs [][]string `json:"ids"`
-	}
-	e.runPy(t, 30*time.Second, &done, "send", `[{"task": "qagen.add", "args": [1, 2], "count": 3},
+	done := e.send(t, 30*time.Second, `[{"task": "qagen.add", "args": [1, 2], "count": 3},
 		{"task": "qagen.echo", "args": ["x"], "count": 2}]`)
-	var finished struct {
-		Results map[string]pyOutcome `json:"results"`
-	}
-	e.runPy(t, 30*time.Second, &finished, append([]string{"collect"}, append(done.IDs[0], done.IDs[1]...)...)...)
-	for id, o := range finished.Results {
+	for id, o := range e.collect(t, 30*time.Second, append(done.IDs[0], done.IDs[1]...)...) {
 		if o.State != "SUCCESS" {
 			t.Fatalf("task %s: %s", id, o.String())
 		}
@@ -292,10 +297,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 	// Then state to inspect: two qagen.sleep running (acks_late: not
 	// acknowledged), one echo waiting for a slot, one add held for its ETA.
 	sentAt := float64(time.Now().UnixMicro()) / 1e6
-	var held struct {
-		IDs [][]string `json:"ids"`
-	}
-	e.runPy(t, 30*time.Second, &held, "send", `[{"task": "qagen.sleep", "args": [30000], "kwargs": {"size": 3}},
+	held := e.send(t, 30*time.Second, `[{"task": "qagen.sleep", "args": [30000], "kwargs": {"size": 3}},
 		{"task": "qagen.sleep", "args": [30000]},
 		{"task": "qagen.echo", "args": ["reserved"]},
 		{"task": "qagen.add", "args": [7, 8], "options": {"countdown": 60}}]`)
@@ -303,14 +305,14 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 	etaWant := sentAt + 60
 	waitFor(t, 10*time.Second, "both sleeps to run", func() bool {
 		var active map[string][]requestInfo
-		e.celeryJSON(t, &active, append([]string{"inspect", "active"}, dest...)...)
+		cli(t, &active, "inspect", "active")
 		return len(active[host]) == 2
 	})
 	// Something for `inspect revoked` to list.
 	revokedID := uuid.NewString()
 	var rev controlReplies
-	e.celeryJSON(t, &rev, append([]string{"control", "revoke", revokedID}, dest...)...)
-	expectReply(t, "celery control revoke", rev, host, fmt.Sprintf(`{"ok": "tasks %s flagged as revoked"}`, revokedID))
+	cli(t, &rev, "control", "revoke", revokedID)
+	expectReply(t, "celery control revoke", rev, host, revokedReply(revokedID))
 
 	noSecret := func(t *testing.T, what, out string) {
 		t.Helper()
@@ -324,7 +326,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 		t.Run("ping", func(t *testing.T) {
 			t.Parallel()
 			var r map[string]json.RawMessage
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "ping"}, dest...)...)
+			out := cli(t, &r, "inspect", "ping")
 			noSecret(t, "ping", out)
 			if len(r) != 1 || !jsonEqual(r[host], []byte(`{"ok": "pong"}`)) {
 				t.Errorf("inspect ping: %s", out)
@@ -360,7 +362,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 				PrefetchCount int                `json:"prefetch_count"`
 				Rusage        map[string]float64 `json:"rusage"`
 			}
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "stats"}, dest...)...)
+			out := cli(t, &r, "inspect", "stats")
 			noSecret(t, "stats", out)
 			s, ok := r[host]
 			if !ok || len(r) != 1 {
@@ -387,7 +389,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 		t.Run("active", func(t *testing.T) {
 			t.Parallel()
 			var r map[string][]requestInfo
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "active"}, dest...)...)
+			out := cli(t, &r, "inspect", "active")
 			noSecret(t, "active", out)
 			byID := map[string]requestInfo{}
 			for _, a := range r[host] {
@@ -437,7 +439,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 		t.Run("reserved", func(t *testing.T) {
 			t.Parallel()
 			var r map[string][]requestInfo
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "reserved"}, dest...)...)
+			out := cli(t, &r, "inspect", "reserved")
 			if len(r[host]) != 1 || r[host][0].ID != reserved || r[host][0].Name != "qagen.echo" ||
 				!jsonEqual(r[host][0].Args, []byte(`["reserved"]`)) || r[host][0].TimeStart != nil {
 				t.Errorf("inspect reserved: %s; want the echo %s only, not started", out, reserved)
@@ -450,7 +452,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 				Priority int         `json:"priority"`
 				Request  requestInfo `json:"request"`
 			}
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "scheduled"}, dest...)...)
+			out := cli(t, &r, "inspect", "scheduled")
 			if len(r[host]) != 1 {
 				t.Fatalf("inspect scheduled: %s; want the ETA task %s", out, eta)
 			}
@@ -469,7 +471,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 		t.Run("registered", func(t *testing.T) {
 			t.Parallel()
 			var r map[string][]string
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "registered"}, dest...)...)
+			out := cli(t, &r, "inspect", "registered")
 			want := []string{"celery_tasks.generate_qa_for_batch_async", "celery_tasks.generate_qa_for_chunk_async",
 				"celery_tasks.generate_qa_unified_async", "qagen.add", "qagen.echo", "qagen.fail", "qagen.flaky", "qagen.sleep"}
 			if strings.Join(r[host], " ") != strings.Join(want, " ") {
@@ -487,7 +489,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 				} `json:"exchange"`
 				Durable bool `json:"durable"`
 			}
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "active_queues"}, dest...)...)
+			out := cli(t, &r, "inspect", "active_queues")
 			q := r[host]
 			if len(q) != 1 || q[0].Name != e.queue || q[0].RoutingKey != e.queue || q[0].Exchange.Name != e.queue ||
 				q[0].Exchange.Type != "direct" {
@@ -497,7 +499,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 		t.Run("revoked", func(t *testing.T) {
 			t.Parallel()
 			var r map[string][]string
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "revoked"}, dest...)...)
+			out := cli(t, &r, "inspect", "revoked")
 			if len(r[host]) != 1 || r[host][0] != revokedID {
 				t.Errorf("inspect revoked: %s; want [%s]", out, revokedID)
 			}
@@ -505,7 +507,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 		t.Run("conf", func(t *testing.T) {
 			t.Parallel()
 			var r map[string]map[string]any
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "conf"}, dest...)...)
+			out := cli(t, &r, "inspect", "conf")
 			noSecret(t, "conf", out)
 			c := r[host]
 			if c["worker_concurrency"] != float64(concurrency) || c["task_acks_late"] != true || c["worker_hostname"] != host {
@@ -518,7 +520,7 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 		t.Run("query_task", func(t *testing.T) {
 			t.Parallel()
 			var r map[string]map[string][]json.RawMessage
-			out := e.celeryJSON(t, &r, append([]string{"inspect", "query_task", sleepA, reserved, eta, uuid.NewString()}, dest...)...)
+			out := cli(t, &r, "inspect", "query_task", sleepA, reserved, eta, uuid.NewString())
 			q := r[host]
 			for id, want := range map[string]string{sleepA: "active", reserved: "reserved"} {
 				var state string
@@ -527,8 +529,8 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 					t.Errorf("query_task %s: %s", id, out)
 					continue
 				}
-				decodeInto(t, q[id][0], &state)
-				decodeInto(t, q[id][1], &info)
+				mustDecode(t, q[id][0], &state)
+				mustDecode(t, q[id][1], &info)
 				if state != want || info.ID != id {
 					t.Errorf("query_task %s: state %q, info id %q; want %q", id, state, info.ID, want)
 				}
@@ -543,22 +545,19 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 
 	// Clean up through the CLI too: terminate the sleeps and revoke the ETA task.
 	var term controlReplies
-	e.celeryJSON(t, &term, append([]string{"control", "terminate", "SIGTERM", sleepA, sleepB}, dest...)...)
+	cli(t, &term, "control", "terminate", "SIGTERM", sleepA, sleepB)
 	var ok struct {
 		OK string `json:"ok"`
 	}
-	decodeInto(t, term.only(t, host), &ok)
+	mustDecode(t, term.only(t, host), &ok)
 	if ok.OK != "terminate: "+sleepA+", "+sleepB && ok.OK != "terminate: "+sleepB+", "+sleepA {
 		t.Errorf("celery control terminate: %s", mustJSON(term))
 	}
-	e.celeryJSON(t, &rev, append([]string{"control", "revoke", eta}, dest...)...)
-	var after struct {
-		Results map[string]pyOutcome `json:"results"`
-	}
-	e.runPy(t, 30*time.Second, &after, "collect", sleepA, sleepB, reserved)
-	expectRevoked(t, "terminated sleep A", after.Results[sleepA], "terminated")
-	expectRevoked(t, "terminated sleep B", after.Results[sleepB], "terminated")
-	expectSuccess(t, "reserved echo", after.Results[reserved], `"reserved"`)
+	cli(t, &rev, "control", "revoke", eta)
+	after := e.collect(t, 30*time.Second, sleepA, sleepB, reserved)
+	expectRevoked(t, "terminated sleep A", after[sleepA], "terminated")
+	expectRevoked(t, "terminated sleep B", after[sleepB], "terminated")
+	expectSuccess(t, "reserved echo", after[reserved], `"reserved"`)
 }
 
 // ---------------------------------------------------------------------------
@@ -568,17 +567,11 @@ func TestCeleryCLIInspectGoWorker(t *testing.T) {
 // nodes.
 
 func TestGoAndPythonWorkersTogether(t *testing.T) {
-	e := setup(t, true)
-	t.Parallel()
-	w := e.startGoWorker(t, "mixed", 3)
+	e, w := setupGoWorker(t, "mixed", 3)
 
 	// Revoked on the Go worker before the Python worker exists.
 	revokedID := uuid.NewString()
-	var rev struct {
-		Replies controlReplies `json:"replies"`
-	}
-	e.control(t, 30*time.Second, &rev, "control", w.hostname, "revoke", mustJSON([]string{revokedID}))
-	expectReply(t, "revoke", rev.Replies, w.hostname, fmt.Sprintf(`{"ok": "tasks %s flagged as revoked"}`, revokedID))
+	e.revoke(t, w.hostname, revokedID)
 
 	// A Python worker with mingle on (startPyWorker turns it off), on a
 	// queue of its own.
@@ -614,16 +607,9 @@ func TestGoAndPythonWorkersTogether(t *testing.T) {
 		if !strings.Contains(py.Log(), "mingle: sync with 1 nodes") {
 			t.Errorf("the Python worker's mingle did not sync with the Go worker")
 		}
-		var sent struct {
-			IDs [][]string `json:"ids"`
-		}
-		e.runPy(t, 30*time.Second, &sent, "send", mustJSON([]map[string]any{{"task": "qagen.echo", "args": []string{"never"},
+		e.send(t, 30*time.Second, mustJSON([]map[string]any{{"task": "qagen.echo", "args": []string{"never"},
 			"options": map[string]string{"task_id": revokedID, "queue": pyQueue}}}))
-		var got struct {
-			Results map[string]pyOutcome `json:"results"`
-		}
-		e.runPy(t, 30*time.Second, &got, "collect", revokedID)
-		expectRevoked(t, "task revoked on the Go worker, run on the Python worker", got.Results[revokedID], "revoked")
+		expectRevoked(t, "task revoked on the Go worker, run on the Python worker", e.collect(t, 30*time.Second, revokedID)[revokedID], "revoked")
 	})
 
 	// kombu's matching, with the Python worker as the reference: pcre is
@@ -663,9 +649,7 @@ func TestGoAndPythonWorkersTogether(t *testing.T) {
 
 func TestRevokeFromPython(t *testing.T) {
 	t.Run("ETATaskNotYetDue", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "reveta", 2)
+		e, w := setupGoWorker(t, "reveta", 2)
 		var out struct {
 			ID              string          `json:"id"`
 			Outcome         pyOutcome       `json:"outcome"`
@@ -685,7 +669,7 @@ func TestRevokeFromPython(t *testing.T) {
 		if d := math.Abs(*out.ScheduledETATS - out.ETATS); d > 0.001 {
 			t.Errorf("scheduled eta %.6f, sent %.6f", *out.ScheduledETATS, out.ETATS)
 		}
-		expectReply(t, "revoke", out.Replies, w.hostname, fmt.Sprintf(`{"ok": "tasks %s flagged as revoked"}`, out.ID))
+		expectReply(t, "revoke", out.Replies, w.hostname, revokedReply(out.ID))
 		if !out.ListedAsRevoked {
 			t.Errorf("inspect().revoked() does not list %s", out.ID)
 		}
@@ -700,16 +684,14 @@ func TestRevokeFromPython(t *testing.T) {
 	})
 
 	t.Run("BeforeSent", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "revfirst", 2)
+		e, w := setupGoWorker(t, "revfirst", 2)
 		var out struct {
 			ID      string         `json:"id"`
 			Replies controlReplies `json:"replies"`
 			Outcome pyOutcome      `json:"outcome"`
 		}
 		e.control(t, 30*time.Second, &out, "revoke_first", w.hostname)
-		expectReply(t, "revoke", out.Replies, w.hostname, fmt.Sprintf(`{"ok": "tasks %s flagged as revoked"}`, out.ID))
+		expectReply(t, "revoke", out.Replies, w.hostname, revokedReply(out.ID))
 		expectRevoked(t, "task revoked before it was sent", out.Outcome, "revoked")
 		if n := len(w.idsWith("succeeded")); n != 0 {
 			t.Errorf("the worker ran %d tasks", n)
@@ -718,9 +700,7 @@ func TestRevokeFromPython(t *testing.T) {
 	})
 
 	t.Run("TerminateRunning", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "term", 1, "--acks-late")
+		e, w := setupGoWorker(t, "term", 1, "--acks-late")
 		var out struct {
 			ID          string          `json:"id"`
 			WasActive   bool            `json:"was_active"`
@@ -758,11 +738,7 @@ func TestRevokeFromPython(t *testing.T) {
 		host := newGoHostname("statedb")
 		w1 := e.startGoWorkerAs(t, "statedb1", goWorkerOpts{hostname: host}, 1, "--statedb", db)
 		id := uuid.NewString()
-		var rev struct {
-			Replies controlReplies `json:"replies"`
-		}
-		e.control(t, 30*time.Second, &rev, "control", host, "revoke", mustJSON([]string{id}))
-		expectReply(t, "revoke", rev.Replies, host, fmt.Sprintf(`{"ok": "tasks %s flagged as revoked"}`, id))
+		e.revoke(t, host, id)
 		if err := w1.Stop(30 * time.Second); err != nil {
 			t.Fatalf("first worker: %v", err)
 		}
@@ -775,29 +751,13 @@ func TestRevokeFromPython(t *testing.T) {
 			Reply map[string][]string `json:"reply"`
 		}
 		e.control(t, 30*time.Second, &listed, "inspect", w2.hostname, "revoked")
-		if !containsString(listed.Reply[host], id) {
+		if !slices.Contains(listed.Reply[host], id) {
 			t.Errorf("inspect().revoked() after the restart: %v; want %s", listed.Reply, id)
 		}
-		var sent struct {
-			IDs [][]string `json:"ids"`
-		}
-		e.runPy(t, 30*time.Second, &sent, "send", mustJSON([]map[string]any{
+		e.send(t, 30*time.Second, mustJSON([]map[string]any{
 			{"task": "qagen.echo", "args": []string{"never"}, "options": map[string]string{"task_id": id}}}))
-		var got struct {
-			Results map[string]pyOutcome `json:"results"`
-		}
-		e.runPy(t, 30*time.Second, &got, "collect", id)
-		expectRevoked(t, "task revoked before the restart", got.Results[id], "revoked")
+		expectRevoked(t, "task revoked before the restart", e.collect(t, 30*time.Second, id)[id], "revoked")
 	})
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // ---------------------------------------------------------------------------
@@ -805,9 +765,7 @@ func containsString(list []string, s string) bool {
 
 func TestControlCommandsFromPython(t *testing.T) {
 	t.Run("RateLimit", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "rate", 4)
+		e, w := setupGoWorker(t, "rate", 4)
 		var out struct {
 			Replies    controlReplies `json:"replies"`
 			Unknown    controlReplies `json:"unknown_task"`
@@ -821,7 +779,7 @@ func TestControlCommandsFromPython(t *testing.T) {
 		expectReply(t, "rate_limit('qagen.add', '2/s')", out.Replies, w.hostname, `{"ok": "new rate limit set successfully"}`)
 		expectReply(t, "rate_limit('qagen.nope', '1/s')", out.Unknown, w.hostname, `{"error": "unknown task"}`)
 		expectReply(t, "rate_limit('qagen.add', '0')", out.Disable, w.hostname, `{"ok": "rate limit disabled successfully"}`)
-		if !containsString(out.Registered, "qagen.add [rate_limit=2/s]") {
+		if !slices.Contains(out.Registered, "qagen.add [rate_limit=2/s]") {
 			t.Errorf("registered while limited: %v; want \"qagen.add [rate_limit=2/s]\"", out.Registered)
 		}
 		for i, o := range out.Results {
@@ -840,9 +798,7 @@ func TestControlCommandsFromPython(t *testing.T) {
 	// 1 (Consumer.bucket_for_task: TokenBucket(limit, capacity=1)): no
 	// burst, the first task runs at once and each next one 1/rate later.
 	t.Run("RateLimitNoBurst", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "burst", 4)
+		e, w := setupGoWorker(t, "burst", 4)
 		var out struct {
 			Replies controlReplies `json:"replies"`
 			Results []pyOutcome    `json:"results"`
@@ -863,9 +819,7 @@ func TestControlCommandsFromPython(t *testing.T) {
 	})
 
 	t.Run("TimeLimit", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "tlimit", 2)
+		e, w := setupGoWorker(t, "tlimit", 2)
 		var out struct {
 			Replies  controlReplies `json:"replies"`
 			Unknown  controlReplies `json:"unknown_task"`
@@ -887,9 +841,7 @@ func TestControlCommandsFromPython(t *testing.T) {
 	})
 
 	t.Run("PoolGrowShrink", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "pool", 1)
+		e, w := setupGoWorker(t, "pool", 1)
 		var out struct {
 			Before      int            `json:"before"`
 			Grow        controlReplies `json:"grow"`
@@ -927,9 +879,7 @@ func TestControlCommandsFromPython(t *testing.T) {
 	})
 
 	t.Run("AddCancelConsumer", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "consumer", 2)
+		e, w := setupGoWorker(t, "consumer", 2)
 		other := e.queue + "_other"
 		var out struct {
 			Add             controlReplies `json:"add"`
@@ -961,9 +911,7 @@ func TestControlCommandsFromPython(t *testing.T) {
 	})
 
 	t.Run("EnableDisableEvents", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "evtoggle", 2)
+		e, w := setupGoWorker(t, "evtoggle", 2)
 		var out struct {
 			Before        pyOutcome      `json:"before"`
 			BeforeEvents  []string       `json:"before_events"`
@@ -999,9 +947,7 @@ func TestControlCommandsFromPython(t *testing.T) {
 	})
 
 	t.Run("UnknownCommand", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		w := e.startGoWorker(t, "unknown", 1)
+		e, w := setupGoWorker(t, "unknown", 1)
 		var out struct {
 			Replies controlReplies `json:"replies"`
 		}
@@ -1089,8 +1035,7 @@ func TestEventsSeenByPython(t *testing.T) {
 		t.Errorf("worker exit after SIGTERM: %v, want status 0", err)
 	}
 	var out eventsRun
-	final := s.next(t, 40*time.Second)
-	decodeInto(t, []byte(mustJSON(final)), &out)
+	mustDecode(t, s.next(t, 40*time.Second), &out)
 
 	if out.ReceiverError != nil {
 		t.Errorf("event receiver: %s", *out.ReceiverError)
@@ -1098,7 +1043,7 @@ func TestEventsSeenByPython(t *testing.T) {
 	if !out.OnlineSeen || !out.AliveAfterOnline {
 		t.Errorf("worker-online seen %v; State alive after it %v", out.OnlineSeen, out.AliveAfterOnline)
 	}
-	if !out.AliveBeforeStop || !containsString(out.AliveWorkers, host) {
+	if !out.AliveBeforeStop || !slices.Contains(out.AliveWorkers, host) {
 		t.Errorf("State during the run: alive %v, alive_workers %v; want %s alive", out.AliveBeforeStop, out.AliveWorkers, host)
 	}
 	if !out.OfflineSeen || out.AliveAfterOffline {
@@ -1160,38 +1105,32 @@ func TestEventsSeenByPython(t *testing.T) {
 		t.Errorf("task %s: no %s event (has %s)", id, typ, typesOf(id))
 		return pyEvent{}
 	}
-	str := func(p *string) string {
-		if p == nil {
-			return "<nil>"
-		}
-		return *p
-	}
 	add, fail, flaky := out.IDs["add"], out.IDs["fail"], out.IDs["flaky"]
 	if got := typesOf(add); got != "task-received task-started task-succeeded" {
 		t.Errorf("qagen.add events: %s", got)
 	}
 	rcv := find(add, "task-received")
-	if rcv.Name != "qagen.add" || str(rcv.Args) != "[2]" || str(rcv.Kwargs) != "{'y': 3}" || rcv.Retries == nil ||
-		*rcv.Retries != 0 || str(rcv.RootID) != add {
+	if rcv.Name != "qagen.add" || deref(rcv.Args) != "[2]" || deref(rcv.Kwargs) != "{'y': 3}" || rcv.Retries == nil ||
+		*rcv.Retries != 0 || deref(rcv.RootID) != add {
 		t.Errorf("task-received: %s; want name qagen.add, args \"[2]\", kwargs \"{'y': 3}\" (the client's reprs)", mustJSON(rcv))
 	}
-	if ok := find(add, "task-succeeded"); str(ok.Result) != "5" || ok.Runtime == nil || *ok.Runtime < 0 || *ok.Runtime > 5 {
-		t.Errorf("task-succeeded: result %s runtime %v; want \"5\" and a runtime", str(ok.Result), ok.Runtime)
+	if ok := find(add, "task-succeeded"); deref(ok.Result) != "5" || ok.Runtime == nil || *ok.Runtime < 0 || *ok.Runtime > 5 {
+		t.Errorf("task-succeeded: result %s runtime %v; want \"5\" and a runtime", deref(ok.Result), ok.Runtime)
 	}
 	if got := typesOf(fail); got != "task-received task-started task-failed" {
 		t.Errorf("qagen.fail events: %s", got)
 	}
-	if f := find(fail, "task-failed"); str(f.Exception) != "ValueError('boom')" || !strings.Contains(str(f.Traceback), "ValueError: boom") {
-		t.Errorf("task-failed: exception %s, traceback %q", str(f.Exception), str(f.Traceback))
+	if f := find(fail, "task-failed"); deref(f.Exception) != "ValueError('boom')" || !strings.Contains(deref(f.Traceback), "ValueError: boom") {
+		t.Errorf("task-failed: exception %s, traceback %q", deref(f.Exception), deref(f.Traceback))
 	}
 	if got := typesOf(flaky); got != "task-received task-started task-retried task-received task-started task-succeeded" {
 		t.Errorf("qagen.flaky(1) events: %s", got)
 	}
-	if r := find(flaky, "task-retried"); str(r.Exception) != "RuntimeError('flaky failure')" || r.Traceback == nil {
-		t.Errorf("task-retried: exception %s, traceback %v", str(r.Exception), r.Traceback)
+	if r := find(flaky, "task-retried"); deref(r.Exception) != "RuntimeError('flaky failure')" || r.Traceback == nil {
+		t.Errorf("task-retried: exception %s, traceback %v", deref(r.Exception), r.Traceback)
 	}
-	if ok := find(flaky, "task-succeeded"); str(ok.Result) != "{'attempts': 2}" {
-		t.Errorf("qagen.flaky task-succeeded result %s", str(ok.Result))
+	if ok := find(flaky, "task-succeeded"); deref(ok.Result) != "{'attempts': 2}" {
+		t.Errorf("qagen.flaky task-succeeded result %s", deref(ok.Result))
 	}
 	for k, want := range map[string]string{"add": "SUCCESS", "fail": "FAILURE", "flaky": "SUCCESS"} {
 		if got := out.TaskStates[k]; got == nil || *got != want {
@@ -1212,8 +1151,7 @@ func TestShutdownCommandFromPython(t *testing.T) {
 	s.next(t, 30*time.Second) // {"ready": true}
 	w := e.startGoWorkerAs(t, "shutdown", goWorkerOpts{hostname: host}, 2, "--heartbeat-interval", "0.5")
 	var out eventsRun
-	final := s.next(t, 40*time.Second)
-	decodeInto(t, []byte(mustJSON(final)), &out)
+	mustDecode(t, s.next(t, 40*time.Second), &out)
 	if err := w.Wait(20 * time.Second); err != nil {
 		t.Errorf("worker exit after broadcast('shutdown'): %v, want status 0", err)
 	}

@@ -146,6 +146,15 @@ func (e *env) startGoWorkerAs(t *testing.T, tag string, o goWorkerOpts, concurre
 	return w
 }
 
+// setupGoWorker is setup (with a key prefix), t.Parallel() and one Go
+// worker: the start of most single-worker scenarios.
+func setupGoWorker(t *testing.T, tag string, concurrency int, extra ...string) (*env, *goWorker) {
+	t.Helper()
+	e := setup(t, true)
+	t.Parallel()
+	return e, e.startGoWorker(t, tag, concurrency, extra...)
+}
+
 // newGoHostname returns a unique nodename for a Go worker.
 func newGoHostname(tag string) string { return fmt.Sprintf("go_%s_%s@interop", tag, short()) }
 
@@ -158,12 +167,16 @@ type logLine struct {
 	Count   int    `json:"messages"`
 }
 
-func (w *goWorker) lines() []logLine {
-	var out []logLine
-	sc := bufio.NewScanner(strings.NewReader(w.Log()))
+func (w *goWorker) lines() []logLine { return jsonLines[logLine](w.Log()) }
+
+// jsonLines decodes the lines of a log that are JSON objects of shape T
+// and skips the others.
+func jsonLines[T any](log string) []T {
+	var out []T
+	sc := bufio.NewScanner(strings.NewReader(log))
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	for sc.Scan() {
-		var l logLine
+		var l T
 		if json.Unmarshal(sc.Bytes(), &l) == nil {
 			out = append(out, l)
 		}
@@ -269,6 +282,33 @@ func (e *env) runScript(t testing.TB, script string, timeout time.Duration, extr
 	if testing.Verbose() {
 		t.Logf("%s %s -> %s", script, strings.Join(args, " "), abbreviate(string(line), 1500))
 	}
+}
+
+// sentTasks is what `client.py send` prints: the ids of each entry of the
+// spec, and the time sending ended.
+type sentTasks struct {
+	IDs      [][]string `json:"ids"`
+	SentAtTS float64    `json:"sent_at_ts"`
+}
+
+// send runs `client.py send SPEC`, SPEC a JSON list of {"task", "args",
+// "kwargs", "options", "count"}.
+func (e *env) send(t testing.TB, timeout time.Duration, spec string) sentTasks {
+	t.Helper()
+	var s sentTasks
+	e.runPy(t, timeout, &s, "send", spec)
+	return s
+}
+
+// collect runs `client.py collect IDS...`: get() of every task, within
+// timeout in all, and its outcome by id.
+func (e *env) collect(t testing.TB, timeout time.Duration, ids ...string) map[string]pyOutcome {
+	t.Helper()
+	var got struct {
+		Results map[string]pyOutcome `json:"results"`
+	}
+	e.runPy(t, timeout, &got, append([]string{"collect"}, ids...)...)
+	return got.Results
 }
 
 func lastLine(b []byte) []byte {

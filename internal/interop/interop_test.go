@@ -276,10 +276,7 @@ func TestPythonClientPriorityOrder(t *testing.T) {
 	const n = 4
 	spec := fmt.Sprintf(`[{"task": "qagen.sleep", "args": [30], "count": %d, "options": {"priority": 9}},
 		{"task": "qagen.sleep", "args": [30], "count": %d, "options": {"priority": 0}}]`, n, n)
-	var sent struct {
-		IDs [][]string `json:"ids"`
-	}
-	e.runPy(t, 20*time.Second, &sent, "send", spec)
+	sent := e.send(t, 20*time.Second, spec)
 	p9, p0 := sent.IDs[0], sent.IDs[1]
 	lists := e.queueLists()
 	if n0, _ := e.do(t, "LLEN", lists[0]).(int64); n0 != n {
@@ -290,14 +287,11 @@ func TestPythonClientPriorityOrder(t *testing.T) {
 	}
 
 	e.startGoWorker(t, "prio", 1)
-	var got struct {
-		Results map[string]pyOutcome `json:"results"`
-	}
-	e.runPy(t, 30*time.Second, &got, append([]string{"collect"}, append(append([]string{}, p9...), p0...)...)...)
+	got := e.collect(t, 30*time.Second, append(append([]string{}, p9...), p0...)...)
 	done := func(ids []string) []float64 {
 		var ts []float64
 		for _, id := range ids {
-			o := got.Results[id]
+			o := got[id]
 			if o.State != "SUCCESS" || o.DateDoneTS == nil {
 				t.Fatalf("task %s: state %s, raised %+v", id, o.State, o.Raised)
 			}
@@ -435,9 +429,7 @@ func TestGoProducerToPythonWorker(t *testing.T) {
 // Scenario 4: a Go and a Python worker consume one queue; every task runs
 // exactly once and nothing is left behind.
 func TestSharedQueueGoAndPython(t *testing.T) {
-	e := setup(t, true)
-	t.Parallel()
-	gw := e.startGoWorker(t, "shared", 2)
+	e, gw := setupGoWorker(t, "shared", 2)
 	pw := e.startPyWorker(t, "shared", pyOpts{})
 
 	const n = 300
@@ -529,14 +521,9 @@ func TestColdShutdownRestoresRunning(t *testing.T) {
 // finish in time (grace 1 s, or a cold shutdown) and checks that their
 // messages are restored, not failed, and then run once on another worker.
 func testShutdownGivesUpRunning(t *testing.T, cold bool) {
-	e := setup(t, true)
-	t.Parallel()
 	const running, n = 8, 10
-	a := e.startGoWorker(t, "giveup-a", running, "--shutdown-timeout", "1", "--result-extended")
-	var sent struct {
-		IDs [][]string `json:"ids"`
-	}
-	e.runPy(t, 20*time.Second, &sent, "send", fmt.Sprintf(`[{"task": "qagen.sleep", "args": [4000], "count": %d}]`, n))
+	e, a := setupGoWorker(t, "giveup-a", running, "--shutdown-timeout", "1", "--result-extended")
+	sent := e.send(t, 20*time.Second, fmt.Sprintf(`[{"task": "qagen.sleep", "args": [4000], "count": %d}]`, n))
 	ids := sent.IDs[0]
 	waitFor(t, 10*time.Second, "worker A to start its tasks", func() bool { return len(a.idsWith("received")) == running })
 	time.Sleep(500 * time.Millisecond)
@@ -561,13 +548,10 @@ func testShutdownGivesUpRunning(t *testing.T, cold bool) {
 		t.Errorf("after worker A stopped: %d queued, %d unacked; want all %d queued", q, u, n)
 	}
 	b := e.startGoWorker(t, "giveup-b", n, "--result-extended")
-	var got struct {
-		Results map[string]pyOutcome `json:"results"`
-	}
-	e.runPy(t, 30*time.Second, &got, append([]string{"collect"}, ids...)...)
+	got := e.collect(t, 30*time.Second, ids...)
 	ranA, ranB := a.idsWith("succeeded"), b.idsWith("succeeded")
 	for _, id := range ids {
-		o := got.Results[id]
+		o := got[id]
 		if o.State != "SUCCESS" || o.Worker == nil || *o.Worker != b.hostname {
 			var raised any = o.Raised
 			if o.Raised != nil {
@@ -583,14 +567,8 @@ func testShutdownGivesUpRunning(t *testing.T, cold bool) {
 }
 
 func TestWarmShutdownHandsOverToPython(t *testing.T) {
-	e := setup(t, true)
-	t.Parallel()
-	a := e.startGoWorker(t, "handover", 2, "--prefetch-multiplier", "4")
-	var sent struct {
-		IDs      [][]string `json:"ids"`
-		SentAtTS float64    `json:"sent_at_ts"`
-	}
-	e.runPy(t, 20*time.Second, &sent, "send", `[
+	e, a := setupGoWorker(t, "handover", 2, "--prefetch-multiplier", "4")
+	sent := e.send(t, 20*time.Second, `[
 		{"task": "qagen.echo", "args": ["eta"], "count": 2, "options": {"countdown": 3}},
 		{"task": "qagen.sleep", "args": [1000], "count": 12}]`)
 	etaIDs := sent.IDs[0]
@@ -600,13 +578,10 @@ func TestWarmShutdownHandsOverToPython(t *testing.T) {
 		t.Errorf("worker A exited with %v after SIGTERM", err)
 	}
 	pw := e.startPyWorker(t, "handover", pyOpts{pool: []string{"-P", "threads", "-c", "4"}})
-	var got struct {
-		Results map[string]pyOutcome `json:"results"`
-	}
-	e.runPy(t, 40*time.Second, &got, append([]string{"collect"}, all...)...)
+	got := e.collect(t, 40*time.Second, all...)
 	ranA := a.idsWith("succeeded")
 	for _, id := range all {
-		if o := got.Results[id]; o.State != "SUCCESS" {
+		if o := got[id]; o.State != "SUCCESS" {
 			t.Errorf("task %s: state %s, raised %+v", id, o.State, o.Raised)
 		}
 	}
@@ -618,7 +593,7 @@ func TestWarmShutdownHandsOverToPython(t *testing.T) {
 		}
 	}
 	for _, id := range etaIDs {
-		o := got.Results[id]
+		o := got[id]
 		if !strings.Contains(string(o.Result), `"py"`) {
 			t.Errorf("ETA task %s: result %s, want it run by the Python worker", id, o.Result)
 		}
@@ -635,12 +610,8 @@ func TestWarmShutdownHandsOverToPython(t *testing.T) {
 func testWarmShutdown(t *testing.T, e *env, prefetch int) {
 	a := e.startGoWorker(t, "warm-a", 2, "--result-extended", "--prefetch-multiplier", fmt.Sprint(prefetch))
 	const n, nETA = 20, 2
-	var sent struct {
-		IDs      [][]string `json:"ids"`
-		SentAtTS float64    `json:"sent_at_ts"`
-	}
 	// The ETA tasks go first: held ETA tasks do not use prefetch credits.
-	e.runPy(t, 20*time.Second, &sent, "send", fmt.Sprintf(`[
+	sent := e.send(t, 20*time.Second, fmt.Sprintf(`[
 		{"task": "qagen.echo", "args": ["eta"], "count": %d, "options": {"countdown": 4}},
 		{"task": "qagen.sleep", "args": [1500], "count": %d}]`, nETA, n))
 	etaIDs, ids := sent.IDs[0], sent.IDs[1]
@@ -669,14 +640,11 @@ func testWarmShutdown(t *testing.T, e *env, prefetch int) {
 	}
 
 	b := e.startGoWorker(t, "warm-b", 4, "--result-extended")
-	var got struct {
-		Results map[string]pyOutcome `json:"results"`
-	}
 	all := append(append([]string{}, ids...), etaIDs...)
-	e.runPy(t, 60*time.Second, &got, append([]string{"collect"}, all...)...)
+	got := e.collect(t, 60*time.Second, all...)
 	ranA, ranB := a.idsWith("succeeded"), b.idsWith("succeeded")
 	for _, id := range all {
-		o := got.Results[id]
+		o := got[id]
 		if o.State != "SUCCESS" {
 			t.Errorf("task %s: state %s, raised %+v", id, o.State, o.Raised)
 		}
@@ -688,7 +656,7 @@ func testWarmShutdown(t *testing.T, e *env, prefetch int) {
 		}
 	}
 	for _, id := range etaIDs {
-		if o := got.Results[id]; o.DateDoneTS != nil && *o.DateDoneTS < sent.SentAtTS+3.9 {
+		if o := got[id]; o.DateDoneTS != nil && *o.DateDoneTS < sent.SentAtTS+3.9 {
 			t.Errorf("ETA task %s ran %.3f s after it was sent, before its countdown of 4 s", id, *o.DateDoneTS-sent.SentAtTS)
 		}
 	}
@@ -705,14 +673,8 @@ func testWarmShutdown(t *testing.T, e *env, prefetch int) {
 // for an ETA) come back after the visibility timeout and run on another
 // worker, once each.
 func TestCrashRestoreAfterVisibilityTimeout(t *testing.T) {
-	e := setup(t, true)
-	t.Parallel()
-	a := e.startGoWorker(t, "crash-a", 2, "--visibility-timeout", "3", "--prefetch-multiplier", "2")
-	var sent struct {
-		IDs      [][]string `json:"ids"`
-		SentAtTS float64    `json:"sent_at_ts"`
-	}
-	e.runPy(t, 20*time.Second, &sent, "send", `[
+	e, a := setupGoWorker(t, "crash-a", 2, "--visibility-timeout", "3", "--prefetch-multiplier", "2")
+	sent := e.send(t, 20*time.Second, `[
 		{"task": "qagen.echo", "args": ["eta"], "count": 1, "options": {"countdown": 5}},
 		{"task": "qagen.sleep", "args": [20000], "count": 4}]`)
 	etaID, ids := sent.IDs[0][0], sent.IDs[1]
@@ -743,13 +705,11 @@ func TestCrashRestoreAfterVisibilityTimeout(t *testing.T) {
 	if d > 10*time.Second {
 		t.Errorf("restored only %s after the crash; want about the 3 s visibility timeout (+ the 1 s restore interval)", d)
 	}
-	var got struct {
-		Results map[string]pyOutcome `json:"results"`
-	}
-	e.runPy(t, 45*time.Second, &got, append([]string{"collect", etaID}, ids...)...)
+	all := append([]string{etaID}, ids...)
+	got := e.collect(t, 45*time.Second, all...)
 	ranB := b.idsWith("succeeded")
-	for _, id := range append([]string{etaID}, ids...) {
-		o := got.Results[id]
+	for _, id := range all {
+		o := got[id]
 		if o.State != "SUCCESS" {
 			t.Errorf("task %s: state %s, raised %+v", id, o.State, o.Raised)
 		}
@@ -760,7 +720,7 @@ func TestCrashRestoreAfterVisibilityTimeout(t *testing.T) {
 			t.Errorf("task %s ran %d times on B, want 1", id, ranB[id])
 		}
 	}
-	if o := got.Results[etaID]; o.DateDoneTS != nil && *o.DateDoneTS < sent.SentAtTS+4.9 {
+	if o := got[etaID]; o.DateDoneTS != nil && *o.DateDoneTS < sent.SentAtTS+4.9 {
 		t.Errorf("restored ETA task ran %.3f s after it was sent, before its countdown of 5 s", *o.DateDoneTS-sent.SentAtTS)
 	}
 	e.expectBrokerEmpty(t, 5*time.Second)
@@ -770,14 +730,9 @@ func TestCrashRestoreAfterVisibilityTimeout(t *testing.T) {
 // restore_visible at startup) brings back the messages of a crashed Go
 // worker, which shows the unacked entries Go writes are what kombu expects.
 func TestCrashRestoredByPythonWorker(t *testing.T) {
-	e := setup(t, true)
-	t.Parallel()
-	a := e.startGoWorker(t, "crash2py", 2, "--visibility-timeout", "2")
-	var sent struct {
-		IDs [][]string `json:"ids"`
-	}
+	e, a := setupGoWorker(t, "crash2py", 2, "--visibility-timeout", "2")
 	// The ETA task goes first: held ETA tasks do not use prefetch credits.
-	e.runPy(t, 20*time.Second, &sent, "send", `[{"task": "qagen.echo", "args": ["eta"], "count": 1, "options": {"countdown": 3}},
+	sent := e.send(t, 20*time.Second, `[{"task": "qagen.echo", "args": ["eta"], "count": 1, "options": {"countdown": 3}},
 		{"task": "qagen.sleep", "args": [3000], "count": 2}]`)
 	etaID := sent.IDs[0][0]
 	ids := append([]string{etaID}, sent.IDs[1]...)
@@ -785,17 +740,14 @@ func TestCrashRestoredByPythonWorker(t *testing.T) {
 	a.Kill()
 	time.Sleep(2500 * time.Millisecond) // past the visibility timeout
 	pw := e.startPyWorker(t, "restorer", pyOpts{env: []string{"QAGEN_IT_VISIBILITY=2"}})
-	var got struct {
-		Results map[string]pyOutcome `json:"results"`
-	}
-	e.runPy(t, 45*time.Second, &got, append([]string{"collect"}, ids...)...)
+	got := e.collect(t, 45*time.Second, ids...)
 	for _, id := range ids {
-		o := got.Results[id]
+		o := got[id]
 		if o.State != "SUCCESS" {
 			t.Errorf("task %s: state %s, raised %+v", id, o.State, o.Raised)
 		}
 	}
-	if r := got.Results[etaID]; r.State == "SUCCESS" && !strings.Contains(string(r.Result), `"py"`) {
+	if r := got[etaID]; r.State == "SUCCESS" && !strings.Contains(string(r.Result), `"py"`) {
 		t.Errorf("ETA task result %s does not come from the Python worker", r.Result)
 	}
 	ran := pyIDsSucceeded(pw)
@@ -811,13 +763,8 @@ func TestCrashRestoredByPythonWorker(t *testing.T) {
 // pass from duplicating a task that runs longer than the timeout, or an
 // ETA task held longer than it.
 func TestLiveLeaseIsNotRestored(t *testing.T) {
-	e := setup(t, true)
-	t.Parallel()
-	a := e.startGoWorker(t, "lease-a", 1, "--visibility-timeout", "2", "--result-extended")
-	var sent struct {
-		IDs [][]string `json:"ids"`
-	}
-	e.runPy(t, 20*time.Second, &sent, "send", `[{"task": "qagen.sleep", "args": [6000], "count": 1},
+	e, a := setupGoWorker(t, "lease-a", 1, "--visibility-timeout", "2", "--result-extended")
+	sent := e.send(t, 20*time.Second, `[{"task": "qagen.sleep", "args": [6000], "count": 1},
 		{"task": "qagen.echo", "args": ["eta"], "count": 1, "options": {"countdown": 5}}]`)
 	id, etaID := sent.IDs[0][0], sent.IDs[1][0]
 	waitFor(t, 10*time.Second, "worker A to take both tasks", func() bool {
@@ -829,12 +776,9 @@ func TestLiveLeaseIsNotRestored(t *testing.T) {
 	// take A's messages either.
 	pw := e.startPyWorker(t, "lease", pyOpts{env: []string{"QAGEN_IT_VISIBILITY=2"}})
 
-	var got struct {
-		Results map[string]pyOutcome `json:"results"`
-	}
-	e.runPy(t, 30*time.Second, &got, "collect", id, etaID)
+	got := e.collect(t, 30*time.Second, id, etaID)
 	for _, x := range []string{id, etaID} {
-		o := got.Results[x]
+		o := got[x]
 		if o.State != "SUCCESS" {
 			t.Errorf("task %s: state %s, raised %+v", x, o.State, o.Raised)
 		}

@@ -1,11 +1,11 @@
 package interop
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/qagen/qagen/internal/testenv"
 	"github.com/qagen/qagen/llm/fakellm"
 )
 
@@ -38,45 +39,21 @@ type fakeLLM struct {
 	addr string
 }
 
-// startFakeLLM starts `qagen fake-llm` on a port the kernel picks
-// (--addr 127.0.0.1:0) and reads the address from its "listening" log line.
+// startFakeLLM starts `qagen fake-llm` with debug logs on a port the kernel
+// picks.
 func startFakeLLM(t *testing.T, tag string, flags ...string) *fakeLLM {
 	t.Helper()
-	argv := append([]string{qagenBin, "fake-llm", "--addr", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug"}, flags...)
-	p := startProc(t, "fake-llm-"+tag, moduleRoot, append(os.Environ(), "FAKE_LLM_API_KEY="), argv...)
-	f := &fakeLLM{proc: p}
-	waitFor(t, 15*time.Second, "fake-llm to listen", func() bool {
-		if p.Exited() {
-			t.Fatalf("fake-llm exited (%v) before listening:\n%s", p.ExitErr(), p.Log())
-		}
-		sc := bufio.NewScanner(strings.NewReader(p.Log()))
-		for sc.Scan() {
-			var l struct {
-				Message string `json:"message"`
-				Addr    string `json:"addr"`
-			}
-			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == "fake LLM API listening" && l.Addr != "" {
-				f.addr = l.Addr
-				return true
-			}
-		}
-		return false
-	})
-	return f
+	p, addr := testenv.StartFakeLLM(t, tag, qagenBin, moduleRoot, append(os.Environ(), "FAKE_LLM_API_KEY="),
+		append([]string{"--log-level", "debug"}, flags...)...)
+	return &fakeLLM{proc: p, addr: addr}
 }
 
-// stats reads GET /stats.
+// stats reads GET /stats, and logs it.
 func (f *fakeLLM) stats(t testing.TB) fakellm.Stats {
 	t.Helper()
-	resp, err := http.Get("http://" + f.addr + "/stats")
-	if err != nil {
-		t.Fatalf("fake-llm /stats: %v", err)
-	}
-	defer resp.Body.Close()
 	var st fakellm.Stats
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
-		t.Fatalf("fake-llm /stats: %v", err)
-	}
+	testenv.GetJSON(t, "http://"+f.addr+"/stats", &st)
+	t.Logf("fake-llm stats: %+v", st)
 	return st
 }
 
@@ -105,6 +82,16 @@ func (e *env) startQAWorker(t *testing.T, tag string, environ []string, concurre
 	t.Helper()
 	flags := append([]string{"--qa-retry-delay", "0.2"}, extra...)
 	return e.startGoWorkerAs(t, tag, goWorkerOpts{env: environ}, concurrency, flags...)
+}
+
+// setupQAFake is setup (with a key prefix) and t.Parallel() for a Q&A
+// scenario, with a fake-llm (fakeFlags) and a Q&A worker qa_<tag> on it.
+func setupQAFake(t *testing.T, tag string, fakeFlags []string, concurrency int, workerFlags ...string) (*env, *fakeLLM, *goWorker) {
+	t.Helper()
+	e := setup(t, true)
+	t.Parallel()
+	fake := startFakeLLM(t, tag, fakeFlags...)
+	return e, fake, e.startQAWorker(t, "qa_"+tag, llmEnv(fake.addr), concurrency, workerFlags...)
 }
 
 // ---------------------------------------------------------------------------
@@ -486,10 +473,7 @@ func retriesOf(t testing.TB, o *qaOutcome) int {
 // Scenario 1: the Python producer, real SDKs, fake-llm
 
 func TestQAPythonProducer(t *testing.T) {
-	e := setup(t, true)
-	t.Parallel()
-	fake := startFakeLLM(t, "producer", "--latency", "20ms±10ms", "--seed", "1")
-	e.startQAWorker(t, "qa_producer", llmEnv(fake.addr), 4)
+	e, fake, _ := setupQAFake(t, "producer", []string{"--latency", "20ms±10ms", "--seed", "1"}, 4)
 
 	unified := func(name, chunk, config string, model, provider any) qaItem {
 		return qaItem{Name: name, Task: "unified", Args: []any{"$chunk:" + chunk, "$config:" + config, model, provider}}
@@ -569,7 +553,6 @@ func TestQAPythonProducer(t *testing.T) {
 	}
 
 	st := fake.stats(t)
-	t.Logf("fake-llm stats: %+v", st)
 	if st.Requests["gemini"] != calls["gemini"] || st.Requests["openai"] != calls["openai"] {
 		t.Errorf("fake-llm requests %v, want gemini %d, openai %d (one per task)", st.Requests, calls["gemini"], calls["openai"])
 	}
@@ -585,19 +568,15 @@ func TestQAPythonProducer(t *testing.T) {
 func TestQAFaults(t *testing.T) {
 	// Each subtest has its own fake-llm, worker, queue and key prefix.
 	t.Run("ServerErrorsRetried", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
 		// Seed 10 fails the first three requests and the fifth (FFF.F.):
 		// one task succeeds on its last allowed attempt, the next after one
 		// retry. Sent one after the other, so the order is known.
-		fake := startFakeLLM(t, "e500", "--fail-rate", "0.6", "--fail-kinds", "500", "--seed", "10")
-		w := e.startQAWorker(t, "qa_e500", llmEnv(fake.addr), 1, "--result-extended")
+		e, fake, w := setupQAFake(t, "e500", []string{"--fail-rate", "0.6", "--fail-kinds", "500", "--seed", "10"}, 1, "--result-extended")
 		run := e.runQA(t, 40*time.Second, qaSpec{Sequential: true, Items: []qaItem{
 			{Name: "gemini", Task: "unified", Args: []any{"$chunk:en_mid", "$config:cc_news", "gemini-2.0-flash", "gemini"}},
 			{Name: "openai", Task: "unified", Args: []any{"$chunk:ja_mid", "$config:wikipedia_ja", "gpt-4o-mini", "openai"}},
 		}})
 		st := fake.stats(t)
-		t.Logf("fake-llm stats: %+v", st)
 		retries := 0
 		for _, name := range []string{"gemini", "openai"} {
 			o := run.Items[name]
@@ -622,17 +601,13 @@ func TestQAFaults(t *testing.T) {
 	})
 
 	t.Run("RateLimitedRetryAfter", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
 		// Seed 12: the first request gets an injected 429 (Retry-After: 1,
 		// RetryInfo 1s), the next ones pass.
-		fake := startFakeLLM(t, "e429", "--fail-rate", "0.5", "--fail-kinds", "429", "--seed", "12")
-		w := e.startQAWorker(t, "qa_e429", llmEnv(fake.addr), 1, "--result-extended")
+		e, fake, w := setupQAFake(t, "e429", []string{"--fail-rate", "0.5", "--fail-kinds", "429", "--seed", "12"}, 1, "--result-extended")
 		run := e.runQA(t, 40*time.Second, qaSpec{Sequential: true, Items: []qaItem{
 			{Name: "gemini", Task: "unified", Args: []any{"$chunk:en_mid", "$config:cc_news", "gemini-2.0-flash", "gemini"}},
 		}})
 		st := fake.stats(t)
-		t.Logf("fake-llm stats: %+v", st)
 		o := run.Items["gemini"]
 		res := checkContract(t, o, true)
 		if res.Success {
@@ -656,20 +631,16 @@ func TestQAFaults(t *testing.T) {
 	})
 
 	t.Run("MalformedAndEmptyAnswers", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
 		// Seed 247: malformed, empty, ok, empty, ok. The first task's
 		// structured answer is cut off, its plain-text fallback is empty:
 		// a retry, then success. The second task's structured answer is
 		// empty and its plain-text fallback succeeds without a retry.
-		fake := startFakeLLM(t, "bad", "--fail-rate", "0.5", "--fail-kinds", "malformed,empty", "--seed", "247")
-		e.startQAWorker(t, "qa_bad", llmEnv(fake.addr), 1, "--result-extended")
+		e, fake, _ := setupQAFake(t, "bad", []string{"--fail-rate", "0.5", "--fail-kinds", "malformed,empty", "--seed", "247"}, 1, "--result-extended")
 		run := e.runQA(t, 40*time.Second, qaSpec{Sequential: true, Items: []qaItem{
 			{Name: "first", Task: "unified", Args: []any{"$chunk:en_long", "$config:cc_news", "gemini-2.0-flash", "gemini"}},
 			{Name: "second", Task: "unified", Args: []any{"$chunk:ja_long", "$config:wikipedia_ja", "gemini-2.0-flash", "gemini"}},
 		}})
 		st := fake.stats(t)
-		t.Logf("fake-llm stats: %+v", st)
 		retries, fallbacks := 0, 0
 		for _, name := range []string{"first", "second"} {
 			o := run.Items[name]
@@ -695,17 +666,13 @@ func TestQAFaults(t *testing.T) {
 	})
 
 	t.Run("RetriesExhausted", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		fake := startFakeLLM(t, "down", "--fail-rate", "1", "--fail-kinds", "500")
-		w := e.startQAWorker(t, "qa_down", llmEnv(fake.addr), 3, "--result-extended", "--qa-max-retries", "2")
+		e, fake, w := setupQAFake(t, "down", []string{"--fail-rate", "1", "--fail-kinds", "500"}, 3, "--result-extended", "--qa-max-retries", "2")
 		run := e.runQA(t, 40*time.Second, qaSpec{Items: []qaItem{
 			{Name: "unified", Task: "unified", Args: []any{"$chunk:en_mid", "$config:cc_news", "gemini-2.0-flash", "gemini"}},
 			{Name: "legacy_chunk", Task: "chunk", Args: []any{"$chunk:ja_mid", "$config:wikipedia_ja", "gemini-2.0-flash"}},
 			{Name: "batch", Task: "batch", Args: []any{"$chunks:en_long,en_short", "$config:cc_news", "gemini-2.0-flash"}},
 		}})
 		st := fake.stats(t)
-		t.Logf("fake-llm stats: %+v", st)
 		var wantFailed []string
 		for _, name := range []string{"unified", "legacy_chunk", "batch"} {
 			o := run.Items[name]
@@ -750,17 +717,13 @@ func TestQAFaults(t *testing.T) {
 	})
 
 	t.Run("SchemaRejectedFallsBackToPlainText", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
-		fake := startFakeLLM(t, "schema", "--fail-rate", "1", "--fail-kinds", "schema")
-		e.startQAWorker(t, "qa_schema", llmEnv(fake.addr), 3, "--result-extended")
+		e, fake, _ := setupQAFake(t, "schema", []string{"--fail-rate", "1", "--fail-kinds", "schema"}, 3, "--result-extended")
 		run := e.runQA(t, 40*time.Second, qaSpec{Items: []qaItem{
 			{Name: "gemini", Task: "unified", Args: []any{"$chunk:en_long", "$config:cc_news", "gemini-2.0-flash", "gemini"}},
 			{Name: "openai", Task: "unified", Args: []any{"$chunk:ja_merged", "$config:wikipedia_ja", "gpt-4o-mini", "openai"}},
 			{Name: "batch", Task: "batch", Args: []any{"$chunks:ja_long,ja_short", "$config:wikipedia_ja", "gemini-2.0-flash"}},
 		}})
 		st := fake.stats(t)
-		t.Logf("fake-llm stats: %+v", st)
 		for _, name := range []string{"gemini", "openai", "batch"} {
 			o := run.Items[name]
 			res := checkContract(t, o, true)
@@ -786,11 +749,8 @@ func TestQAFaults(t *testing.T) {
 	})
 
 	t.Run("PermanentErrorNotRetried", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
 		// The fake accepts only its own key: the worker's is rejected (401).
-		fake := startFakeLLM(t, "auth", "--api-key", "the-right-key")
-		e.startQAWorker(t, "qa_auth", llmEnv(fake.addr), 2, "--result-extended")
+		e, fake, _ := setupQAFake(t, "auth", []string{"--api-key", "the-right-key"}, 2, "--result-extended")
 		run := e.runQA(t, 30*time.Second, qaSpec{Items: []qaItem{
 			{Name: "gemini", Task: "unified", Args: []any{"$chunk:en_mid", "$config:cc_news", "gemini-2.0-flash", "gemini"}},
 			{Name: "openai", Task: "unified", Args: []any{"$chunk:en_mid", "$config:cc_news", "gpt-4o-mini", "openai"}},
@@ -812,11 +772,8 @@ func TestQAFaults(t *testing.T) {
 	})
 
 	t.Run("LLMTimeout", func(t *testing.T) {
-		e := setup(t, true)
-		t.Parallel()
 		// Every request hangs; --llm-timeout 0.5 gives up on each call.
-		fake := startFakeLLM(t, "hang", "--fail-rate", "1", "--fail-kinds", "timeout")
-		e.startQAWorker(t, "qa_hang", llmEnv(fake.addr), 1, "--result-extended", "--llm-timeout", "0.5", "--qa-max-retries", "1")
+		e, fake, _ := setupQAFake(t, "hang", []string{"--fail-rate", "1", "--fail-kinds", "timeout"}, 1, "--result-extended", "--llm-timeout", "0.5", "--qa-max-retries", "1")
 		run := e.runQA(t, 30*time.Second, qaSpec{Items: []qaItem{
 			{Name: "gemini", Task: "unified", Args: []any{"$chunk:en_mid", "$config:cc_news", "gemini-2.0-flash", "gemini"}},
 		}})
@@ -880,16 +837,13 @@ type retryWait struct {
 func qaRetryWaits(t testing.TB, w *goWorker, id string) []retryWait {
 	t.Helper()
 	var out []retryWait
-	sc := bufio.NewScanner(strings.NewReader(w.Log()))
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var l struct {
-			Message string  `json:"message"`
-			TaskID  string  `json:"task_id"`
-			In      float64 `json:"in"`
-			Error   string  `json:"error"`
-		}
-		if json.Unmarshal(sc.Bytes(), &l) == nil && l.Message == "Q&A generation failed; will retry" && l.TaskID == id {
+	for _, l := range jsonLines[struct {
+		Message string  `json:"message"`
+		TaskID  string  `json:"task_id"`
+		In      float64 `json:"in"`
+		Error   string  `json:"error"`
+	}](w.Log()) {
+		if l.Message == "Q&A generation failed; will retry" && l.TaskID == id {
 			out = append(out, retryWait{in: time.Duration(l.In * float64(time.Millisecond)), err: l.Error})
 		}
 	}
@@ -1011,11 +965,16 @@ func writeScriptedAnswer(w http.ResponseWriter, api, text string) {
 
 // requests returns the requests whose prompt had the marker ("" for all).
 func (s *scriptedLLM) requests(marker string) []scriptedReq {
+	return s.where(func(r scriptedReq) bool { return marker == "" || r.marker == marker })
+}
+
+// where returns the requests for which keep holds, in arrival order.
+func (s *scriptedLLM) where(keep func(scriptedReq) bool) []scriptedReq {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []scriptedReq
 	for _, r := range s.reqs {
-		if marker == "" || r.marker == marker {
+		if keep(r) {
 			out = append(out, r)
 		}
 	}
@@ -1201,30 +1160,22 @@ func TestQAScriptedAnswers(t *testing.T) {
 // Scenario 3: bad input fails fast, without an LLM call
 
 func TestQABadInputFailsFast(t *testing.T) {
-	e := setup(t, true)
-	t.Parallel()
-	fake := startFakeLLM(t, "input")
-	w := e.startQAWorker(t, "qa_input", llmEnv(fake.addr), 4, "--result-extended")
+	e, fake, w := setupQAFake(t, "input", nil, 4, "--result-extended")
 
-	chunk := func(drop string, set map[string]any) map[string]any {
-		c := map[string]any{"id": "cc_news_9_Bad Input_chunk_0", "text": "A sentence. Another sentence. A third one.", "tokens": 80,
-			"type": "paragraph", "sentences": []string{"A sentence.", "Another sentence.", "A third one."},
-			"doc_id": "cc_news_9_Bad Input", "doc_idx": 9, "chunk_idx": 0, "dataset_type": "cc_news"}
-		delete(c, drop)
-		for k, v := range set {
-			c[k] = v
+	// variant(base)(drop, set) is a copy of base without drop, with set.
+	variant := func(base map[string]any) func(drop string, set map[string]any) map[string]any {
+		return func(drop string, set map[string]any) map[string]any {
+			c := maps.Clone(base)
+			delete(c, drop)
+			maps.Copy(c, set)
+			return c
 		}
-		return c
 	}
-	config := func(drop string, set map[string]any) map[string]any {
-		c := map[string]any{"name": "CC-News（英語ニュース）", "hf_config": nil, "download_url": nil, "chunk_size": 300,
-			"qa_per_chunk": 5, "lang": "en", "title_column": "title"}
-		delete(c, drop)
-		for k, v := range set {
-			c[k] = v
-		}
-		return c
-	}
+	chunk := variant(map[string]any{"id": "cc_news_9_Bad Input_chunk_0", "text": "A sentence. Another sentence. A third one.", "tokens": 80,
+		"type": "paragraph", "sentences": []string{"A sentence.", "Another sentence.", "A third one."},
+		"doc_id": "cc_news_9_Bad Input", "doc_idx": 9, "chunk_idx": 0, "dataset_type": "cc_news"})
+	config := variant(map[string]any{"name": "CC-News（英語ニュース）", "hf_config": nil, "download_url": nil, "chunk_size": 300,
+		"qa_per_chunk": 5, "lang": "en", "title_column": "title"})
 	good := chunk("", nil)
 	cases := []struct {
 		item    qaItem

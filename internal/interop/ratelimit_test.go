@@ -43,15 +43,7 @@ func checkPacing(t *testing.T, what string, starts []time.Time, perSecond, burst
 // requestsSince returns the scripted server's requests that started at or
 // after from.
 func (s *scriptedLLM) requestsSince(from time.Time) []scriptedReq {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []scriptedReq
-	for _, r := range s.reqs {
-		if !r.start.Before(from) {
-			out = append(out, r)
-		}
-	}
-	return out
+	return s.where(func(r scriptedReq) bool { return !r.start.Before(from) })
 }
 
 func starts(reqs []scriptedReq) []time.Time {

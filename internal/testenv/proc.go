@@ -117,14 +117,6 @@ func (p *Proc) Exited() bool {
 	}
 }
 
-// ExitErr is the process's exit error once it has exited.
-func (p *Proc) ExitErr() error {
-	if !p.Exited() {
-		return nil
-	}
-	return p.exitErr
-}
-
 // Log returns what the process has written so far.
 func (p *Proc) Log() string {
 	b, err := os.ReadFile(p.LogPath)

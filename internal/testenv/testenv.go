@@ -60,9 +60,9 @@ var (
 	flushes = map[int]*sync.Once{} // one FLUSHDB per database and test binary
 )
 
-// Redis returns a pool on database db. The first call in a test binary
-// flushes that database (FLUSHDB, never FLUSHALL).
-func Redis(t testing.TB, db int) (*redis.Pool, rdb.Options) {
+// dial connects to database db; a Redis that does not answer fails (or
+// skips) the test.
+func dial(t testing.TB, db int) (redis.Conn, rdb.Options) {
 	t.Helper()
 	opts, err := rdb.ParseURL(URL(db))
 	if err != nil {
@@ -72,6 +72,14 @@ func Redis(t testing.TB, db int) (*redis.Pool, rdb.Options) {
 	if err != nil {
 		missing(t, "Redis at %s: %v", Addr(), err)
 	}
+	return conn, opts
+}
+
+// Redis returns a pool on database db. The first call in a test binary
+// flushes that database (FLUSHDB, never FLUSHALL).
+func Redis(t testing.TB, db int) (*redis.Pool, rdb.Options) {
+	t.Helper()
+	conn, opts := dial(t, db)
 	defer conn.Close()
 	flushMu.Lock()
 	once := flushes[db]
@@ -105,16 +113,9 @@ func Prefix(t testing.TB) string {
 // flushes (a long end-to-end test).
 func RequireRedis(t testing.TB, db int) {
 	t.Helper()
-	opts, err := rdb.ParseURL(URL(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := opts.Dial(5 * time.Second)
-	if err == nil {
-		_, err = conn.Do("PING")
-		conn.Close()
-	}
-	if err != nil {
+	conn, _ := dial(t, db)
+	defer conn.Close()
+	if _, err := conn.Do("PING"); err != nil {
 		missing(t, "Redis at %s: %v", Addr(), err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 )
@@ -106,13 +107,7 @@ func ParseFaults(s string) ([]Fault, error) {
 		if f == "all" {
 			return append([]Fault(nil), AllFaults...), nil
 		}
-		known := false
-		for _, k := range AllFaults {
-			if Fault(f) == k {
-				known = true
-			}
-		}
-		if !known {
+		if !slices.Contains(AllFaults, Fault(f)) {
 			return nil, fmt.Errorf("unknown fault %q (429, 500, timeout, schema, malformed, empty)", f)
 		}
 		if !seen[Fault(f)] {

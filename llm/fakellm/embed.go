@@ -41,44 +41,52 @@ type embedCall struct {
 	dims  int
 }
 
+// embedResult is the 200 answer to an embedding request.
+type embedResult struct {
+	// vecs is nil for an injected empty answer.
+	vecs [][]float32
+	// in is the texts' tokens.
+	in int
+	// malformed says the body must be cut off.
+	malformed bool
+}
+
 // embedAnswer runs an embedding request through the gate and returns its
-// vectors (nil for an empty fault) and whether the body must be cut off
-// (malformed fault); ok false when the gate answered.
-func (s *Server) embedAnswer(w http.ResponseWriter, r *http.Request, d dialect, c *call, e embedCall, key string) (vecs [][]float32, malformed, ok bool) {
-	in := 0
+// answer; ok false when the gate answered.
+func (s *Server) embedAnswer(w http.ResponseWriter, r *http.Request, d dialect, c *call, e embedCall) (res embedResult, ok bool) {
 	for _, t := range e.texts {
-		in += Tokens(t)
+		res.in += Tokens(t)
 	}
 	// Embeddings have no output tokens: the window entry keeps the input's.
-	_, fault, ev, ok := s.gate(w, r, d, c, key, in)
+	_, fault, ev, ok := s.gate(w, r, d, c, res.in)
 	if !ok {
-		return nil, false, false
+		return res, false
 	}
 	switch fault {
 	case FaultEmpty:
 		s.countError(string(FaultEmpty))
 		ev(http.StatusOK, "injected empty")
-		return nil, false, true
+		return res, true
 	case FaultMalformed:
 		s.countError(string(FaultMalformed))
-		malformed = true
+		res.malformed = true
 	}
-	vecs = make([][]float32, len(e.texts))
+	res.vecs = make([][]float32, len(e.texts))
 	for i, t := range e.texts {
-		vecs[i] = llm.HashEmbedding(t, e.dims)
+		res.vecs[i] = llm.HashEmbedding(t, e.dims)
 	}
 	s.mu.Lock()
-	s.stats.EmbedInputTokens += int64(in)
-	if !malformed {
+	s.stats.EmbedInputTokens += int64(res.in)
+	if !res.malformed {
 		s.stats.EmbeddedTexts += int64(len(e.texts))
 	}
 	s.mu.Unlock()
-	if malformed {
+	if res.malformed {
 		ev(http.StatusOK, "injected malformed")
 	} else {
 		ev(http.StatusOK, fmt.Sprintf("ok (%d texts, %d dimensions)", len(e.texts), e.dims))
 	}
-	return vecs, malformed, true
+	return res, true
 }
 
 func (s *Server) countEmbedRequest(api string) {
@@ -126,14 +134,7 @@ func (g *geminiEmbedRequest) dims() int {
 func (s *Server) handleGeminiEmbed(w http.ResponseWriter, r *http.Request, model string, batch bool) {
 	d := geminiDialect{}
 	s.countEmbedRequest(d.name())
-	key := r.Header.Get("x-goog-api-key")
-	if key == "" {
-		key = r.URL.Query().Get("key")
-	}
-	badRequest := func(msg string) {
-		s.countError("bad_request")
-		d.fail(w, failure{kind: failBadRequest, msg: msg}, "")
-	}
+	badRequest := func(msg string) { s.badRequest(w, d, msg) }
 	var reqs []geminiEmbedRequest
 	if batch {
 		var body struct {
@@ -172,19 +173,19 @@ func (s *Server) handleGeminiEmbed(w http.ResponseWriter, r *http.Request, model
 			badRequest(fmt.Sprintf("* BatchEmbedContentsRequest.requests[%d].content: must have a non-empty text part", i))
 			return
 		}
-		dims := q.dims()
-		if dims < 0 || dims > maxEmbedDimensions || i > 0 && dims != reqs[0].dims() {
+		if dims := q.dims(); dims < 0 || dims > maxEmbedDimensions || i > 0 && dims != reqs[0].dims() {
 			badRequest(fmt.Sprintf("* BatchEmbedContentsRequest.requests[%d].output_dimensionality: %d is not supported", i, dims))
 			return
 		}
-		e.dims = embedDimensions(model, dims)
 	}
-	vecs, malformed, ok := s.embedAnswer(w, r, d, &call{model: model, embed: true}, e, key)
+	// Every request asks for the first one's dimensions.
+	e.dims = embedDimensions(model, reqs[0].dims())
+	res, ok := s.embedAnswer(w, r, d, &call{model: model, embed: true}, e)
 	if !ok {
 		return
 	}
-	values := make([]any, len(vecs))
-	for i, v := range vecs {
+	values := make([]any, len(res.vecs))
+	for i, v := range res.vecs {
 		values[i] = map[string]any{"values": v}
 	}
 	if !batch {
@@ -192,10 +193,10 @@ func (s *Server) handleGeminiEmbed(w http.ResponseWriter, r *http.Request, model
 		if len(values) > 0 {
 			one = values[0]
 		}
-		writeMaybeCut(w, map[string]any{"embedding": one}, malformed)
+		writeMaybeCut(w, map[string]any{"embedding": one}, res.malformed)
 		return
 	}
-	writeMaybeCut(w, map[string]any{"embeddings": values}, malformed)
+	writeMaybeCut(w, map[string]any{"embeddings": values}, res.malformed)
 }
 
 // openaiEmbedRequest is an embeddings body.
@@ -211,11 +212,7 @@ type openaiEmbedRequest struct {
 func (s *Server) handleOpenAIEmbed(w http.ResponseWriter, r *http.Request) {
 	d := openaiDialect{}
 	s.countEmbedRequest(d.name())
-	key, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	badRequest := func(msg string) {
-		s.countError("bad_request")
-		d.fail(w, failure{kind: failBadRequest, msg: msg}, "")
-	}
+	badRequest := func(msg string) { s.badRequest(w, d, msg) }
 	var req openaiEmbedRequest
 	if err := readJSON(r, &req); err != nil {
 		badRequest("We could not parse the JSON body of your request: " + err.Error())
@@ -253,12 +250,12 @@ func (s *Server) handleOpenAIEmbed(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	e := embedCall{texts: texts, dims: embedDimensions(req.Model, req.Dimensions)}
-	vecs, malformed, ok := s.embedAnswer(w, r, d, &call{model: req.Model, embed: true}, e, key)
+	res, ok := s.embedAnswer(w, r, d, &call{model: req.Model, embed: true}, e)
 	if !ok {
 		return
 	}
-	data := make([]any, len(vecs))
-	for i, v := range vecs {
+	data := make([]any, len(res.vecs))
+	for i, v := range res.vecs {
 		var emb any = v
 		if req.EncodingFormat == "base64" {
 			b := make([]byte, 4*len(v))
@@ -269,12 +266,8 @@ func (s *Server) handleOpenAIEmbed(w http.ResponseWriter, r *http.Request) {
 		}
 		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": emb}
 	}
-	in := 0
-	for _, t := range texts {
-		in += Tokens(t)
-	}
 	writeMaybeCut(w, map[string]any{
 		"object": "list", "data": data, "model": req.Model,
-		"usage": map[string]any{"prompt_tokens": in, "total_tokens": in},
-	}, malformed)
+		"usage": map[string]any{"prompt_tokens": res.in, "total_tokens": res.in},
+	}, res.malformed)
 }

@@ -63,14 +63,9 @@ func (s *Server) handleGemini(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, failure{kind: failNotFound, msg: fmt.Sprintf("method %q is not implemented by fake-llm (only generateContent, batchEmbedContents, embedContent)", action)}, "")
 		return
 	}
-	key := r.Header.Get("x-goog-api-key")
-	if key == "" {
-		key = r.URL.Query().Get("key")
-	}
 	var req geminiRequest
 	if err := readJSON(r, &req); err != nil {
-		s.countError("bad_request")
-		d.fail(w, failure{kind: failBadRequest, msg: "Invalid JSON payload received: " + err.Error()}, "")
+		s.badRequest(w, d, "Invalid JSON payload received: "+err.Error())
 		return
 	}
 	c := &call{model: model}
@@ -101,16 +96,23 @@ func (s *Server) handleGemini(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(req.Contents) == 0 {
-		s.countError("bad_request")
-		d.fail(w, failure{kind: failBadRequest, msg: "* GenerateContentRequest.contents: contents is not specified"}, "")
+		s.badRequest(w, d, "* GenerateContentRequest.contents: contents is not specified")
 		return
 	}
-	s.serve(w, r, d, c, key)
+	s.serve(w, r, d, c)
 }
 
 type geminiDialect struct{}
 
 func (geminiDialect) name() string { return "gemini" }
+
+// key reads the x-goog-api-key header, else the key query parameter.
+func (geminiDialect) key(r *http.Request) string {
+	if key := r.Header.Get("x-goog-api-key"); key != "" {
+		return key
+	}
+	return r.URL.Query().Get("key")
+}
 
 func (geminiDialect) fail(w http.ResponseWriter, f failure, retryIn string) {
 	status, name, msg := http.StatusInternalServerError, "INTERNAL", f.msg

@@ -53,21 +53,17 @@ func messageText(raw json.RawMessage) string {
 func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
 	d := openaiDialect{}
 	s.countRequest(d.name())
-	key, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	var req openaiRequest
 	if err := readJSON(r, &req); err != nil {
-		s.countError("bad_request")
-		d.fail(w, failure{kind: failBadRequest, msg: "We could not parse the JSON body of your request: " + err.Error()}, "")
+		s.badRequest(w, d, "We could not parse the JSON body of your request: "+err.Error())
 		return
 	}
 	if req.Stream {
-		s.countError("bad_request")
-		d.fail(w, failure{kind: failBadRequest, msg: "stream is not supported by fake-llm"}, "")
+		s.badRequest(w, d, "stream is not supported by fake-llm")
 		return
 	}
 	if len(req.Messages) == 0 {
-		s.countError("bad_request")
-		d.fail(w, failure{kind: failBadRequest, msg: "'messages' must contain at least one message"}, "")
+		s.badRequest(w, d, "'messages' must contain at least one message")
 		return
 	}
 	c := &call{model: req.Model}
@@ -96,12 +92,18 @@ func (s *Server) handleOpenAI(w http.ResponseWriter, r *http.Request) {
 	if c.maxTokens <= 0 {
 		c.maxTokens = req.MaxTokens
 	}
-	s.serve(w, r, d, c, key)
+	s.serve(w, r, d, c)
 }
 
 type openaiDialect struct{}
 
 func (openaiDialect) name() string { return "openai" }
+
+// key reads the bearer token.
+func (openaiDialect) key(r *http.Request) string {
+	key, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return key
+}
 
 func (openaiDialect) fail(w http.ResponseWriter, f failure, retryIn string) {
 	status, typ, msg := http.StatusInternalServerError, "server_error", f.msg

@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
-	"unicode/utf8"
 
 	"github.com/qagen/qagen/llm"
 )
@@ -126,25 +125,6 @@ func pairsFor(system, prompt string, batch bool) []llm.QAPair {
 
 // Tokens is what the fake server bills: llm.EstimateTokens.
 func Tokens(s string) int { return llm.EstimateTokens(s) }
-
-func isCJK(r rune) bool { return llm.IsCJK(r) }
-
-// truncateTokens cuts s to about n tokens (on a rune boundary).
-func truncateTokens(s string, n int) string {
-	t := 0
-	other := 0
-	for i, r := range s {
-		if isCJK(r) {
-			t++
-		} else {
-			other += utf8.RuneLen(r)
-		}
-		if t+(other+3)/4 > n {
-			return s[:i]
-		}
-	}
-	return s
-}
 
 // hasChunkIndex reports whether a response schema has a chunk_index
 // property anywhere (a batch schema).

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qagen/qagen/llm"
 )
 
 func TestParseJobs(t *testing.T) {
@@ -69,10 +71,10 @@ func TestTokens(t *testing.T) {
 		}
 	}
 	s := strings.Repeat("word ", 100)
-	if cut := truncateTokens(s, 10); Tokens(cut) > 10 || Tokens(cut) < 9 {
+	if cut := llm.TruncateTokens(s, 10); Tokens(cut) > 10 || Tokens(cut) < 9 {
 		t.Fatalf("truncated to %d tokens", Tokens(cut))
 	}
-	if cut := truncateTokens("猫は動物である", 3); cut != "猫は動" {
+	if cut := llm.TruncateTokens("猫は動物である", 3); cut != "猫は動" {
 		t.Fatalf("cut %q", cut)
 	}
 }

@@ -147,11 +147,16 @@ type Server struct {
 	once   sync.Once
 	seq    atomic.Int64
 
-	mu     sync.Mutex
-	rng    *rand.Rand
-	win    []*windowEntry
-	stats  Stats
-	faults map[Fault]float64
+	mu  sync.Mutex
+	rng *rand.Rand
+	// win holds the requests admitted in the last window, oldest first:
+	// win[i] is admission number winBase+i. winTokens sums their tokens,
+	// so admitting a request does not add up the whole window.
+	win       []windowEntry
+	winBase   int64
+	winTokens int
+	stats     Stats
+	faults    map[Fault]float64
 }
 
 // New returns a server.
@@ -272,18 +277,19 @@ type failure struct {
 	limit string
 }
 
-// dialect writes one API's answers.
+// dialect reads one API's key and writes its answers.
 type dialect interface {
 	name() string
+	key(r *http.Request) string
 	fail(w http.ResponseWriter, f failure, retryIn string)
 	ok(w http.ResponseWriter, c *call, a answer)
 }
 
 // serve runs one generation request: auth, limits, faults, latency,
 // answer.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect, c *call, key string) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect, c *call) {
 	in := Tokens(c.system) + Tokens(c.prompt)
-	entry, fault, ev, ok := s.gate(w, r, d, c, key, in)
+	ticket, fault, ev, ok := s.gate(w, r, d, c, in)
 	if !ok {
 		return
 	}
@@ -303,13 +309,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect, c *cal
 	out := Tokens(text)
 	a := answer{text: text, in: in, out: out}
 	if c.maxTokens > 0 && out > c.maxTokens {
-		a.text = truncateTokens(text, c.maxTokens)
+		a.text = llm.TruncateTokens(text, c.maxTokens)
 		a.out = Tokens(a.text)
 		a.truncated = true
 		complete = false
 	}
 	s.mu.Lock()
-	entry.tokens += a.out
+	s.addTokens(ticket, a.out)
 	s.stats.Answers++
 	if c.structured {
 		s.stats.Structured++
@@ -338,10 +344,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, d dialect, c *cal
 // gate is what every request goes through before its answer: the API
 // key, the rate limits (in input tokens), the injected 429s, timeouts,
 // 500s and schema rejections, and the latency. When it has answered the
-// request itself it returns ok false; otherwise the request's window
-// entry, the fault left for the answer (malformed, empty, or none) and
-// the request's log function.
-func (s *Server) gate(w http.ResponseWriter, r *http.Request, d dialect, c *call, key string, in int) (*windowEntry, Fault, func(int, string), bool) {
+// request itself it returns ok false; otherwise the request's admission
+// number (see addTokens), the fault left for the answer (malformed, empty,
+// or none) and the request's log function.
+func (s *Server) gate(w http.ResponseWriter, r *http.Request, d dialect, c *call, in int) (int64, Fault, func(int, string), bool) {
 	start := time.Now()
 	c.id = s.seq.Add(1)
 	kind := "request"
@@ -352,18 +358,18 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, d dialect, c *call
 		s.log.Debug().Str("api", d.name()).Int64("id", c.id).Str("model", c.model).Int("status", status).
 			Str("result", what).Bool("structured", c.structured).Dur("took", time.Since(start)).Msg(kind)
 	}
-	if s.cfg.APIKey != "" && key != s.cfg.APIKey {
+	if key := d.key(r); s.cfg.APIKey != "" && key != s.cfg.APIKey {
 		s.countError("unauthorized")
 		d.fail(w, failure{kind: failUnauthorized, msg: "API key not valid: " + key}, s.cfg.RetryAfterIn)
 		ev(http.StatusUnauthorized, "unauthorized")
-		return nil, "", ev, false
+		return 0, "", ev, false
 	}
 
 	s.mu.Lock()
-	entry, wait, limit := s.admit(s.cfg.Now(), in)
+	ticket, wait, limit := s.admit(s.cfg.Now(), in)
 	var fault Fault
 	var delay time.Duration
-	if entry != nil {
+	if limit == "" {
 		fault = roll(s.rng, s.faults, c.structured)
 		delay = s.cfg.Latency.draw(s.rng.Float64())
 	} else {
@@ -374,46 +380,46 @@ func (s *Server) gate(w http.ResponseWriter, r *http.Request, d dialect, c *call
 	}
 	s.mu.Unlock()
 
-	if entry == nil {
+	if limit != "" {
 		d.fail(w, failure{kind: failRateLimited, wait: wait, limit: limit,
 			msg: fmt.Sprintf("rate limit exceeded: %s per minute", limit)}, s.cfg.RetryAfterIn)
 		ev(http.StatusTooManyRequests, "rate limited ("+limit+")")
-		return nil, "", ev, false
+		return 0, "", ev, false
 	}
 	switch fault {
 	case FaultRateLimit:
 		d.fail(w, failure{kind: failRateLimited, wait: s.cfg.InjectedWait, limit: "quota", msg: "quota exhausted (injected)"}, s.cfg.RetryAfterIn)
 		ev(http.StatusTooManyRequests, "injected 429")
-		return nil, "", ev, false
+		return 0, "", ev, false
 	case FaultTimeout:
 		s.countError(string(FaultTimeout))
 		if !s.wait(r.Context(), s.cfg.HangFor, s.cfg.HangFor <= 0) {
 			s.closedAnswer(w, d)
 			ev(0, "timeout: client gone")
-			return nil, "", ev, false
+			return 0, "", ev, false
 		}
 		d.fail(w, failure{kind: failTimeout, msg: "deadline exceeded while generating (injected timeout)"}, s.cfg.RetryAfterIn)
 		ev(http.StatusGatewayTimeout, "timeout")
-		return nil, "", ev, false
+		return 0, "", ev, false
 	}
 	if !s.wait(r.Context(), delay, false) {
 		s.closedAnswer(w, d)
 		ev(0, "client gone")
-		return nil, "", ev, false
+		return 0, "", ev, false
 	}
 	switch fault {
 	case FaultServerError:
 		s.countError(string(FaultServerError))
 		d.fail(w, failure{kind: failServer, msg: "internal error (injected)"}, s.cfg.RetryAfterIn)
 		ev(http.StatusInternalServerError, "injected 500")
-		return nil, "", ev, false
+		return 0, "", ev, false
 	case FaultSchema:
 		s.countError(string(FaultSchema))
 		d.fail(w, failure{kind: failSchema}, s.cfg.RetryAfterIn)
 		ev(http.StatusBadRequest, "injected schema rejection")
-		return nil, "", ev, false
+		return 0, "", ev, false
 	}
-	return entry, fault, ev, true
+	return ticket, fault, ev, true
 }
 
 func (s *Server) countRequest(api string) {
@@ -426,6 +432,12 @@ func (s *Server) countError(kind string) {
 	s.mu.Lock()
 	s.stats.Errors[kind]++
 	s.mu.Unlock()
+}
+
+// badRequest answers a request the server cannot read with a 400.
+func (s *Server) badRequest(w http.ResponseWriter, d dialect, msg string) {
+	s.countError("bad_request")
+	d.fail(w, failure{kind: failBadRequest, msg: msg}, "")
 }
 
 // closedAnswer answers a request interrupted by Close (a client that gave
@@ -461,15 +473,17 @@ func (s *Server) wait(ctx context.Context, d time.Duration, forever bool) bool {
 }
 
 // admit applies the rate limits at now for a request of in input tokens:
-// it returns the request's window entry, or the wait until the window has
-// room and the limit that refused it. The caller holds s.mu.
-func (s *Server) admit(now time.Time, in int) (*windowEntry, time.Duration, string) {
+// it returns the request's admission number, or the wait until the window
+// has room and the limit that refused it. The caller holds s.mu.
+func (s *Server) admit(now time.Time, in int) (int64, time.Duration, string) {
 	cut := now.Add(-window)
 	i := 0
 	for i < len(s.win) && !s.win[i].t.After(cut) {
+		s.winTokens -= s.win[i].tokens
 		i++
 	}
 	s.win = s.win[i:]
+	s.winBase += int64(i)
 	var wait time.Duration
 	limit := ""
 	if s.cfg.RPM > 0 && len(s.win) >= s.cfg.RPM {
@@ -477,11 +491,7 @@ func (s *Server) admit(now time.Time, in int) (*windowEntry, time.Duration, stri
 		limit = "requests"
 	}
 	if s.cfg.TPM > 0 && len(s.win) > 0 {
-		sum := 0
-		for _, e := range s.win {
-			sum += e.tokens
-		}
-		if need := sum + in - s.cfg.TPM; need > 0 {
+		if need := s.winTokens + in - s.cfg.TPM; need > 0 {
 			freed := 0
 			tw := s.win[len(s.win)-1].t.Add(window).Sub(now)
 			for _, e := range s.win {
@@ -497,11 +507,20 @@ func (s *Server) admit(now time.Time, in int) (*windowEntry, time.Duration, stri
 		}
 	}
 	if limit != "" {
-		return nil, max(wait, time.Millisecond), limit
+		return 0, max(wait, time.Millisecond), limit
 	}
-	e := &windowEntry{t: now, tokens: in}
-	s.win = append(s.win, e)
-	return e, 0, ""
+	s.win = append(s.win, windowEntry{t: now, tokens: in})
+	s.winTokens += in
+	return s.winBase + int64(len(s.win)-1), 0, ""
+}
+
+// addTokens counts n more tokens (an answer's output) for admission
+// number ticket, unless it has left the window. The caller holds s.mu.
+func (s *Server) addTokens(ticket int64, n int) {
+	if i := ticket - s.winBase; i >= 0 {
+		s.win[i].tokens += n
+		s.winTokens += n
+	}
 }
 
 // render writes the answer text: the bare JSON object for structured

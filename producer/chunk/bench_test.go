@@ -19,21 +19,31 @@ func benchDocs(text string) []string {
 
 const benchCorpusBytes = 4 << 20
 
+// benchCase is a corpus of about benchCorpusBytes, chunked with the
+// dataset's chunk size.
+type benchCase struct {
+	name, lang string
+	docs       []string
+	max        int
+}
+
+// benchCases are English (cc_news settings: chunk_size 300) and Japanese
+// (wikipedia_ja: 250) documents.
+func benchCases() []benchCase {
+	return []benchCase{
+		{"en", "en", benchDocs(benchEnglish(benchCorpusBytes)), 300},
+		{"ja", "ja", benchDocs(benchJapanese(benchCorpusBytes)), 250},
+	}
+}
+
 // BenchmarkDocument measures chunking throughput (MB/s of input text) on
 // about 4 MB of English (cc_news settings: chunk_size 300) and Japanese
 // (wikipedia_ja: 250) documents, one goroutine.
 func BenchmarkDocument(b *testing.B) {
 	tok := cl100k(b)
 	c := New(tok)
-	for _, bc := range []struct {
-		name, lang string
-		text       string
-		max        int
-	}{
-		{"en", "en", benchEnglish(benchCorpusBytes), 300},
-		{"ja", "ja", benchJapanese(benchCorpusBytes), 250},
-	} {
-		docs := benchDocs(bc.text)
+	for _, bc := range benchCases() {
+		docs := bc.docs
 		size := 0
 		for _, d := range docs {
 			size += len(d)
@@ -57,15 +67,8 @@ func BenchmarkDocument(b *testing.B) {
 func BenchmarkDocumentParallel(b *testing.B) {
 	tok := cl100k(b)
 	c := New(tok)
-	for _, bc := range []struct {
-		name, lang string
-		text       string
-		max        int
-	}{
-		{"en", "en", benchEnglish(benchCorpusBytes), 300},
-		{"ja", "ja", benchJapanese(benchCorpusBytes), 250},
-	} {
-		docs := benchDocs(bc.text)
+	for _, bc := range benchCases() {
+		docs := bc.docs
 		b.Run(bc.name, func(b *testing.B) {
 			var next atomic.Int64
 			var bytes atomic.Int64

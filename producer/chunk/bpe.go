@@ -538,7 +538,7 @@ func (b *bpe) mergeScan(p string, sc *scratch) []part {
 // part are distinct strings and so have distinct ranks.
 func (b *bpe) mergeHeap(p string, sc *scratch) []part {
 	n := len(p)
-	next, prev, rank := grow32(sc.next, n+1), grow32(sc.prev, n+1), growU32(sc.rank, n+1)
+	next, prev, rank := grow(sc.next, n+1), grow(sc.prev, n+1), grow(sc.rank, n+1)
 	h := sc.heap[:0]
 	for i := 0; i <= n; i++ {
 		next[i], prev[i], rank[i] = int32(i+1), int32(i-1), noRank
@@ -588,16 +588,11 @@ func (b *bpe) mergeHeap(p string, sc *scratch) []part {
 	return parts
 }
 
-func grow32(s []int32, n int) []int32 {
+// grow returns s resized to n, reallocated only when too small (the
+// contents are not kept).
+func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
-		return make([]int32, n)
-	}
-	return s[:n]
-}
-
-func growU32(s []uint32, n int) []uint32 {
-	if cap(s) < n {
-		return make([]uint32, n)
+		return make([]T, n)
 	}
 	return s[:n]
 }

@@ -4,7 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/qagen/qagen/internal/jsonstr"
 )
 
 // Chunk is the chunk dict a02 sends to the workers. Its JSON form has the
@@ -40,23 +41,23 @@ func (c Chunk) MarshalJSON() ([]byte, error) {
 	n := 160 + len(c.ID) + 2*len(c.Text) + len(c.DocID) + len(c.DatasetType)
 	b := make([]byte, 0, n)
 	b = append(b, `{"id":`...)
-	b = appendString(b, c.ID)
+	b = jsonstr.Append(b, c.ID)
 	b = append(b, `,"text":`...)
-	b = appendString(b, c.Text)
+	b = jsonstr.Append(b, c.Text)
 	b = append(b, `,"tokens":`...)
 	b = strconv.AppendInt(b, int64(c.Tokens), 10)
 	b = append(b, `,"type":`...)
-	b = appendString(b, c.Type)
+	b = jsonstr.Append(b, c.Type)
 	b = append(b, `,"sentences":`...)
 	b = appendStrings(b, c.Sentences)
 	b = append(b, `,"doc_id":`...)
-	b = appendString(b, c.DocID)
+	b = jsonstr.Append(b, c.DocID)
 	b = append(b, `,"doc_idx":`...)
 	b = strconv.AppendInt(b, int64(c.DocIdx), 10)
 	b = append(b, `,"chunk_idx":`...)
 	b = c.ChunkIdx.appendJSON(b)
 	b = append(b, `,"dataset_type":`...)
-	b = appendString(b, c.DatasetType)
+	b = jsonstr.Append(b, c.DatasetType)
 	if c.Merged {
 		b = append(b, `,"merged":true,"original_chunks":`...)
 		b = appendStrings(b, c.OriginalChunks)
@@ -92,7 +93,7 @@ func (x ChunkIdx) String() string {
 
 func (x ChunkIdx) appendJSON(b []byte) []byte {
 	if x.isStr {
-		return appendString(b, x.s)
+		return jsonstr.Append(b, x.s)
 	}
 	return strconv.AppendInt(b, int64(x.n), 10)
 }
@@ -124,64 +125,7 @@ func appendStrings(b []byte, ss []string) []byte {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s)
+		b = jsonstr.Append(b, s)
 	}
 	return append(b, ']')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string: quotes, backslashes and control
-// characters escaped, U+2028/U+2029 escaped (as encoding/json does),
-// invalid UTF-8 replaced by U+FFFD, everything else verbatim.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n == 1 || r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			switch r {
-			case '\u2028':
-				b = append(b, `\u2028`...)
-			case '\u2029':
-				b = append(b, `\u2029`...)
-			default:
-				b = append(b, `\ufffd`...)
-			}
-			i += n
-			start = i
-			continue
-		}
-		i += n
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

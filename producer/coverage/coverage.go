@@ -282,22 +282,18 @@ func analyse(chunks []Chunk, sims []float32, qaPairs int, threshold float64, tok
 		ByPosition: PositionBuckets{Beginning: position[0].bucket(), Middle: position[1].bucket(), End: position[2].bucket()},
 		Summary:    Summary{TotalChunks: n, TotalQAPairs: qaPairs, ThresholdUsed: threshold, Insights: []string{}},
 	}
-	for _, b := range []struct {
-		name string
-		b    Bucket
-	}{{"short", a.ByLength.Short}, {"medium", a.ByLength.Medium}, {"long", a.ByLength.Long}} {
-		if b.b.Count > 0 && b.b.CoverageRate < insightBelow {
-			a.Summary.Insights = append(a.Summary.Insights, fmt.Sprintf("%sチャンクのカバレージが低い（%s）", b.name, Percent(b.b.CoverageRate)))
+	insight := func(format, name string, b Bucket) {
+		if b.Count > 0 && b.CoverageRate < insightBelow {
+			a.Summary.Insights = append(a.Summary.Insights, fmt.Sprintf(format, name, Percent(b.CoverageRate)))
 		}
 	}
-	for _, b := range []struct {
-		name string
-		b    Bucket
-	}{{"beginning", a.ByPosition.Beginning}, {"middle", a.ByPosition.Middle}, {"end", a.ByPosition.End}} {
-		if b.b.Count > 0 && b.b.CoverageRate < insightBelow {
-			a.Summary.Insights = append(a.Summary.Insights, fmt.Sprintf("文書%s部分のカバレージが低い（%s）", b.name, Percent(b.b.CoverageRate)))
-		}
-	}
+	const lengthInsight, positionInsight = "%sチャンクのカバレージが低い（%s）", "文書%s部分のカバレージが低い（%s）"
+	insight(lengthInsight, "short", a.ByLength.Short)
+	insight(lengthInsight, "medium", a.ByLength.Medium)
+	insight(lengthInsight, "long", a.ByLength.Long)
+	insight(positionInsight, "beginning", a.ByPosition.Beginning)
+	insight(positionInsight, "middle", a.ByPosition.Middle)
+	insight(positionInsight, "end", a.ByPosition.End)
 	return a
 }
 

@@ -202,6 +202,7 @@ func loadFile(c *collector, path string, opts InputOptions) error {
 		return err
 	}
 	c.files = append(c.files, path)
+	var t *table
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".txt", ".text":
 		if opts.TxtMode == TxtFile {
@@ -213,9 +214,6 @@ func loadFile(c *collector, path string, opts InputOptions) error {
 	case ".md", ".markdown":
 		loadWholeFile(c, path, data, true)
 		return nil
-	}
-	var t *table
-	switch strings.ToLower(filepath.Ext(path)) {
 	case ".csv":
 		t, err = readCSV(path, data)
 	case ".json":

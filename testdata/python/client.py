@@ -8,16 +8,12 @@ JSON line with what it observed; internal/interop asserts on it.
 
 import base64
 import json
-import os
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from interop_common import (PREFIX, QUEUE, emit, exc_info, make_app,
-                            redis_client, run)
-
-TIMEOUT = float(os.environ.get("QAGEN_IT_TIMEOUT", "20"))
+from interop_common import (PREFIX, QUEUE, TIMEOUT, exc_info, main, make_app,
+                            redis_client)
 
 app = make_app()
 
@@ -383,7 +379,4 @@ SCENARIOS = {
 }
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in SCENARIOS:
-        sys.stderr.write("usage: client.py {%s} [args...]\n" % ",".join(sorted(SCENARIOS)))
-        sys.exit(2)
-    run(lambda: SCENARIOS[sys.argv[1]](*sys.argv[2:]))
+    main(SCENARIOS)

@@ -10,20 +10,24 @@ except `events`, which also prints progress lines ({"ready": true},
 """
 
 import json
-import sys
 import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 from client import app, outcome, send
-from interop_common import PREFIX, emit, redis_client, run
+from interop_common import PREFIX, emit, main, redis_client
 
 REPLY_TIMEOUT = 5.0
 
 
 def inspect(node, timeout=REPLY_TIMEOUT):
     return app.control.inspect(destination=[node], timeout=timeout)
+
+
+def ask(node, method, *args, **kwargs):
+    """app.control.<method>(*args, **kwargs) to node alone: its replies."""
+    return getattr(app.control, method)(*args, destination=[node], reply=True, timeout=REPLY_TIMEOUT, **kwargs)
 
 
 def of(node, reply):
@@ -49,10 +53,7 @@ def active_ids(node):
 
 def sc_control(node, method, args_json="[]", kwargs_json="{}"):
     """app.control.<method>(*args, destination=[node], reply=True, **kwargs)."""
-    fn = getattr(app.control, method)
-    replies = fn(*json.loads(args_json), destination=[node], reply=True, timeout=REPLY_TIMEOUT,
-                 **json.loads(kwargs_json))
-    return {"replies": replies}
+    return {"replies": ask(node, method, *json.loads(args_json), **json.loads(kwargs_json))}
 
 
 def sc_inspect(node, method, args_json="[]"):
@@ -106,7 +107,7 @@ def sc_revoke_eta(node, countdown="3"):
         return None
 
     scheduled = poll(entry, float(countdown) - 1)
-    replies = app.control.revoke(r.id, destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    replies = ask(node, "revoke", r.id)
     revoked_at = time.time()
     state_after_revoke = app.AsyncResult(r.id).state
     listed = r.id in (of(node, inspect(node).revoked()) or [])
@@ -124,7 +125,7 @@ def sc_revoke_eta(node, countdown="3"):
 def sc_revoke_first(node):
     """Revoke an id no worker has seen yet, then send a task with that id."""
     task_id = str(uuid.uuid4())
-    replies = app.control.revoke(task_id, destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    replies = ask(node, "revoke", task_id)
     r = send("qagen.echo", args=["never"], task_id=task_id)
     return {"id": task_id, "replies": replies, "outcome": outcome(r)}
 
@@ -135,8 +136,7 @@ def sc_terminate(node):
     r = send("qagen.sleep", args=[30000])
     running = poll(lambda: r.id in active_ids(node), 15)
     t0 = time.time()
-    replies = app.control.revoke(r.id, terminate=True, signal="SIGTERM", destination=[node], reply=True,
-                                 timeout=REPLY_TIMEOUT)
+    replies = ask(node, "revoke", r.id, terminate=True, signal="SIGTERM")
     out = outcome(r, timeout=15)
     t1 = time.time()
     nxt = outcome(send("qagen.add", args=[1, 2]), timeout=15)
@@ -152,15 +152,15 @@ def sc_terminate(node):
 
 def sc_rate_limit(node, limit="2/s", n="10"):
     n = int(n)
-    replies = app.control.rate_limit("qagen.add", limit, destination=[node], reply=True, timeout=REPLY_TIMEOUT)
-    unknown = app.control.rate_limit("qagen.nope", "1/s", destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    replies = ask(node, "rate_limit", "qagen.add", limit)
+    unknown = ask(node, "rate_limit", "qagen.nope", "1/s")
     registered = of(node, inspect(node).registered())
     t0 = time.time()
     rs = [send("qagen.add", args=[i, i]) for i in range(n)]
     outs = [outcome(r) for r in rs]
     elapsed = time.time() - t0
     done = sorted(o["date_done_ts"] for o in outs if o["date_done_ts"] is not None)
-    off = app.control.rate_limit("qagen.add", "0", destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    off = ask(node, "rate_limit", "qagen.add", "0")
     return {
         "replies": replies, "unknown_task": unknown, "disable": off, "registered": registered,
         "results": outs, "elapsed_s": elapsed, "spread_s": done[-1] - done[0] if done else None,
@@ -168,9 +168,8 @@ def sc_rate_limit(node, limit="2/s", n="10"):
 
 
 def sc_time_limit(node):
-    replies = app.control.time_limit("qagen.sleep", soft=1, hard=2, destination=[node], reply=True,
-                                     timeout=REPLY_TIMEOUT)
-    unknown = app.control.time_limit("qagen.nope", soft=1, destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    replies = ask(node, "time_limit", "qagen.sleep", soft=1, hard=2)
+    unknown = ask(node, "time_limit", "qagen.nope", soft=1)
     t0 = time.time()
     out = outcome(send("qagen.sleep", args=[5000]), timeout=20)
     elapsed = time.time() - t0
@@ -194,13 +193,13 @@ def peak_active(node, ids, until):
 def sc_pool(node):
     """pool_grow / pool_shrink on a worker started with -c 1."""
     before = max_concurrency(node)
-    grow = app.control.pool_grow(2, destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    grow = ask(node, "pool_grow", 2)
     after_grow = max_concurrency(node)
     rs = [send("qagen.sleep", args=[2500]) for _ in range(3)]
     deadline = time.time() + 4
     grown_peak = peak_active(node, [r.id for r in rs], lambda p: p >= 3 or time.time() > deadline)
     grown = [outcome(r) for r in rs]
-    shrink = app.control.pool_shrink(2, destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    shrink = ask(node, "pool_shrink", 2)
     after_shrink = max_concurrency(node)
     rs = [send("qagen.sleep", args=[800]) for _ in range(2)]
     ids = [r.id for r in rs]
@@ -217,10 +216,10 @@ def queue_names(node):
 
 
 def sc_consumers(node, other):
-    add = app.control.add_consumer(other, destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    add = ask(node, "add_consumer", other)
     queues_added = queue_names(node)
     on_other = outcome(send("qagen.echo", args=["other"], queue=other), timeout=15)
-    cancel = app.control.cancel_consumer(other, destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    cancel = ask(node, "cancel_consumer", other)
     queues_cancelled = queue_names(node)
     # A BRPOP the worker issued before the cancel (1 s timeout) may still
     # wait on the queue; only what is sent after it ends must stay put.
@@ -381,14 +380,14 @@ def sc_events_toggle(node):
     out["before"] = outcome(r)
     time.sleep(0.5)
     out["before_events"] = task_events(r.id)
-    out["enable"] = app.control.enable_events(destination=[node], reply=True, timeout=REPLY_TIMEOUT)
-    out["enable_again"] = app.control.enable_events(destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    out["enable"] = ask(node, "enable_events")
+    out["enable_again"] = ask(node, "enable_events")
     r = send("qagen.echo", args=["during"])
     out["during"] = outcome(r)
     cap.wait(is_event(node, "task-succeeded", r.id), 5)
     out["during_events"] = task_events(r.id)
-    out["disable"] = app.control.disable_events(destination=[node], reply=True, timeout=REPLY_TIMEOUT)
-    out["disable_again"] = app.control.disable_events(destination=[node], reply=True, timeout=REPLY_TIMEOUT)
+    out["disable"] = ask(node, "disable_events")
+    out["disable_again"] = ask(node, "disable_events")
     r = send("qagen.echo", args=["after"])
     out["after"] = outcome(r)
     time.sleep(0.5)
@@ -415,7 +414,4 @@ SCENARIOS = {
 }
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in SCENARIOS:
-        sys.stderr.write("usage: control.py {%s} [args...]\n" % ",".join(sorted(SCENARIOS)))
-        sys.exit(2)
-    run(lambda: SCENARIOS[sys.argv[1]](*sys.argv[2:]))
+    main(SCENARIOS)

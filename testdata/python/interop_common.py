@@ -8,6 +8,7 @@ Parameters come from the environment (set by internal/interop):
     QAGEN_IT_PREFIX    kombu global_keyprefix ("" for none)
     QAGEN_IT_VISIBILITY  optional broker visibility_timeout (seconds)
     QAGEN_IT_TZ        optional app timezone (e.g. Asia/Tokyo)
+    QAGEN_IT_TIMEOUT   seconds a script may wait for results (default 20)
 
 Every script prints exactly one JSON line on stdout with its observations;
 the Go tests assert on it. Diagnostics go to stderr.
@@ -24,6 +25,7 @@ BROKER = os.environ.get("QAGEN_IT_BROKER", "redis://127.0.0.1:6379/14")
 BACKEND = os.environ.get("QAGEN_IT_BACKEND", BROKER)
 QUEUE = os.environ.get("QAGEN_IT_QUEUE", "")
 PREFIX = os.environ.get("QAGEN_IT_PREFIX", "")
+TIMEOUT = float(os.environ.get("QAGEN_IT_TIMEOUT", "20"))
 
 
 def make_app(name="qagen_interop", **conf):
@@ -48,6 +50,12 @@ def make_app(name="qagen_interop", **conf):
         app.conf.timezone = os.environ["QAGEN_IT_TZ"]
     app.conf.update(**conf)
     return app
+
+
+def make_worker_app(name):
+    """make_app for `celery -A MODULE worker`: the worker logs to the
+    process's own stderr, which the Go test reads."""
+    return make_app(name, worker_hijack_root_logger=True, worker_redirect_stdouts=False)
 
 
 def redis_client():
@@ -82,3 +90,11 @@ def run(main):
         emit({"error": exc_info(exc), "traceback": traceback.format_exc()})
         sys.exit(1)
     emit(out)
+
+
+def main(scenarios):
+    """Run scenarios[sys.argv[1]](*sys.argv[2:]) with run()."""
+    if len(sys.argv) < 2 or sys.argv[1] not in scenarios:
+        sys.stderr.write("usage: %s {%s} [args...]\n" % (os.path.basename(sys.argv[0]), ",".join(sorted(scenarios))))
+        sys.exit(2)
+    run(lambda: scenarios[sys.argv[1]](*sys.argv[2:]))

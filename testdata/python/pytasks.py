@@ -11,13 +11,9 @@ worker ran a task on a queue shared with a Go worker.
 
 import time
 
-from interop_common import make_app
+from interop_common import make_worker_app
 
-app = make_app("pytasks")
-app.conf.update(
-    worker_hijack_root_logger=True,
-    worker_redirect_stdouts=False,
-)
+app = make_worker_app("pytasks")
 
 
 @app.task(name="qagen.echo", bind=True)

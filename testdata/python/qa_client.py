@@ -26,8 +26,6 @@ interop_common.py).
 """
 
 import json
-import os
-import sys
 import threading
 import time
 from collections import OrderedDict
@@ -35,9 +33,7 @@ from collections import OrderedDict
 import redis
 
 import celery_tasks
-from interop_common import BACKEND, QUEUE, emit, exc_info, run
-
-TIMEOUT = float(os.environ.get("QAGEN_IT_TIMEOUT", "20"))
+from interop_common import BACKEND, QUEUE, TIMEOUT, exc_info, main
 
 app = celery_tasks.app
 
@@ -280,9 +276,12 @@ def wait_one(r, deadline):
         return None, exc_info(exc)
 
 
+# Reads the stored meta of each task for describe().
+META = redis.Redis.from_url(BACKEND, decode_responses=True)
+
+
 def describe(r, item, sent_args, sent_kwargs, sent_at, result, raised, poller):
-    rc = redis.Redis.from_url(BACKEND, decode_responses=True)
-    raw = rc.get("celery-task-meta-" + r.id)
+    raw = META.get("celery-task-meta-" + r.id)
     meta = json.loads(raw) if raw else None
     fresh = app.AsyncResult(r.id)
     return {
@@ -398,7 +397,4 @@ def sc_chunks():
 SCENARIOS = {"run": sc_run, "chunks": sc_chunks}
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in SCENARIOS:
-        sys.stderr.write("usage: qa_client.py {%s} [args...]\n" % ",".join(sorted(SCENARIOS)))
-        sys.exit(2)
-    run(lambda: SCENARIOS[sys.argv[1]](*sys.argv[2:]))
+    main(SCENARIOS)

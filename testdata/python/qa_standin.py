@@ -18,13 +18,9 @@ stub of the same names; its bodies never run.)
 
 import re
 
-from interop_common import make_app
+from interop_common import make_worker_app
 
-app = make_app("qa_standin")
-app.conf.update(
-    worker_hijack_root_logger=True,
-    worker_redirect_stdouts=False,
-)
+app = make_worker_app("qa_standin")
 
 PROVIDER = "python-standin"
 
@@ -46,9 +42,10 @@ def _pairs(chunk, config):
     text = chunk.get("text") or ""
     sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()] or [text]
     ja = config.get("lang") == "ja"
+    n = _count(chunk, config)
     out = []
-    for i in range(_count(chunk, config)):
-        sentence = sentences[i * len(sentences) // _count(chunk, config)]
+    for i in range(n):
+        sentence = sentences[i * len(sentences) // n]
         question = "この文章の%d番目の要点は何ですか？" % (i + 1) if ja else "What is point %d of the text?" % (i + 1)
         out.append({
             "question": question,
